@@ -1,0 +1,1 @@
+"""The SOCKS server: sessions, relays, outbound connects, the twistd service."""

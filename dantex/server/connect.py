@@ -1,0 +1,217 @@
+"""The CONNECT command: resolve, pick the source address, connect, reply, relay.
+
+Dante's external address choice (``external.rotation``) and reply codes; the
+connection goes to the address that made an IP rule match a host name.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from dantex.config.interfaces import interface_addresses
+from dantex.config.model import Config
+from dantex.log.format import dante_addr
+from dantex.protocol.address import Address, AddressType
+from dantex.protocol.socks5 import Reply
+from dantex.rules.engine import Match
+from dantex.server._handover import can_take_socket, take_socket
+from dantex.server.context import family_of
+from dantex.server.errors import ConnectFailed, describe_failure
+from dantex.server.relay import Relay, TwistedRelay
+from dantex.server.splice import SpliceRelay
+
+if TYPE_CHECKING:
+    from dantex.server.session import SocksSession
+
+__all__ = ["choose_source", "start_connect"]
+
+#: Addresses of a resolved name tried in turn before giving up.
+_MAX_CANDIDATES = 4
+
+
+def rule_timeout(session: SocksSession, name: str) -> float:
+    """A timeout from the socks-rule, else the client-rule, else the global one."""
+    for match in (session.socks_match, session.client_match):
+        if match is not None and match.rule is not None and name in match.rule.timeouts:
+            return match.rule.timeouts[name]
+    return float(getattr(session.policy.timeouts, name))
+
+
+def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:
+    """The local address to connect from (Dante's ``external.rotation``).
+
+    :returns: None to let the kernel choose (no ``external:`` configured).
+    :raises ConnectFailed: no external address of the target's family (0x08).
+    """
+    if not config.externals:
+        return None
+    family = family_of(ip)
+    candidates: list[str] = []
+    for ext in config.externals:
+        if ext.ip is not None:
+            candidates.append(ext.ip)
+        elif ext.interface is not None:
+            candidates.extend(
+                a for f, a in interface_addresses(ext.interface) if "%" not in a
+            )
+    of_family = [a for a in candidates if family_of(a) == family]
+    rotation = config.external_rotation
+    if rotation == "same-same":
+        if internal_ip in of_family:
+            return internal_ip
+        raise ConnectFailed(
+            Reply.ADDRESS_TYPE_NOT_SUPPORTED,
+            f"same-same: {internal_ip} is not set on our external interface(s)",
+        )
+    if rotation == "route":
+        routed = _kernel_source(family, ip)
+        if routed in of_family:
+            return routed
+    if not of_family:
+        kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
+        raise ConnectFailed(
+            Reply.ADDRESS_TYPE_NOT_SUPPORTED,
+            f"connect to {kind} address requested, but no {kind} address "
+            "configured for our usage on the external interface",
+        )
+    return of_family[0]
+
+
+def _kernel_source(family: int, ip: str) -> str | None:
+    """The source address the kernel's routing table picks for ``ip``."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((ip, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
+
+
+def start_connect(session: SocksSession, match: Match) -> None:
+    """Carry out a permitted CONNECT for ``session``."""
+    target = session.target
+    assert target is not None
+    if target.is_ip:
+        _try(session, [target.host], 0, None)
+        return
+    if match.matched_ip:
+        _try(session, [match.matched_ip], 0, None)
+        return
+    d = session.runtime.resolver.forward(target.host)
+    session._pending = d  # type: ignore[assignment]
+
+    def resolved(addresses: tuple[str, ...]) -> None:
+        session._pending = None
+        if not addresses:
+            session.refuse(Reply.HOST_UNREACHABLE, f"could not resolve {target.host!r}")
+            return
+        _try(session, list(addresses[:_MAX_CANDIDATES]), 0, None)
+
+    d.addCallback(resolved)
+
+
+def _try(
+    session: SocksSession, ips: list[str], i: int, last: ConnectFailed | None
+) -> None:
+    from dantex.server.session import State
+
+    if session.state is not State.REQUESTED:
+        return
+    target = session.target
+    assert target is not None
+    if i >= len(ips):
+        assert last is not None
+        session.refuse(
+            last.reply,
+            f"remote peer error ({last.reason})"
+            if last.reply != Reply.GENERAL_FAILURE
+            else last.reason,
+        )
+        return
+    ip = ips[i]
+    runtime = session.runtime
+    try:
+        if runtime.is_own_address(ip, target.port, session.server.host):
+            raise ConnectFailed(
+                Reply.NOT_ALLOWED,
+                "client is requesting a connection to the same address we listen to",
+            )
+        source = choose_source(session.policy.config, ip, session.server.host)
+    except ConnectFailed as e:
+        session.refuse(e.reply, e.reason)
+        return
+    d = runtime.connector.connect(
+        family_of(ip),
+        (ip, target.port),
+        source=source,
+        timeout=rule_timeout(session, "connect"),
+    )
+    session._pending = d  # type: ignore[assignment]
+
+    def connected(sock: socket.socket) -> None:
+        session._pending = None
+        if session.state is not State.REQUESTED:
+            sock.close()
+            return
+        _established(session, sock)
+
+    def failed(f: Failure) -> None:
+        session._pending = None
+        if session.state is not State.REQUESTED:
+            return
+        err = describe_failure(f.value or RuntimeError("connect failed"))
+        if err.reply == Reply.TTL_EXPIRED:
+            _try(session, ips, len(ips), err)  # no time left for another address
+        else:
+            _try(session, ips, i + 1, err)
+
+    d.addCallbacks(connected, failed)
+
+
+def _established(session: SocksSession, sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
+    bound = Address.from_host(str(host).partition("%")[0], int(port))
+    session.external = bound
+    reply = session.reply(Reply.SUCCEEDED, bound)
+    codec = session.codec
+    assert codec is not None
+    leftover = codec.leftover()
+    runtime = session.runtime
+    io_timeout = rule_timeout(session, "io_tcp")
+    transport = session.transport
+    relay: Relay
+    if runtime.use_splice and can_take_socket(transport):
+        client_sock, unsent = take_socket(transport)  # type: ignore[arg-type]
+        relay = SpliceRelay(
+            runtime.reactor,
+            runtime.clock,
+            runtime.pipes,
+            client_sock,
+            sock,
+            session.relay_ended,
+            to_client=unsent + reply,
+            to_target=leftover,
+            io_timeout=io_timeout,
+        )
+    else:
+        assert transport is not None
+        transport.write(reply)
+        relay = TwistedRelay(
+            runtime.reactor,
+            runtime.clock,
+            transport,
+            sock,
+            leftover,
+            session.relay_ended,
+            io_timeout,
+        )
+    session.relay_started(relay)
+    relay.start()
+
+
+__all__ += ["rule_timeout"]
+_ = (AddressType, dante_addr, Deferred)

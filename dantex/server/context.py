@@ -1,0 +1,78 @@
+"""What a session is given: the policy of one config generation and the
+process-wide runtime (reactor, resolver, connector, relays, log).
+
+A reload builds a new :class:`Policy`; sessions keep the one they started
+with, so live sessions are untouched by a reload.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IReactorTime
+
+from dantex._interfaces import IServerReactor
+from dantex.config.model import Config
+from dantex.log.output import DanteLog
+from dantex.rules.engine import RuleSet
+from dantex.server.connector import TcpConnector
+from dantex.server.resolve import Resolver
+from dantex.server.splice import PipePool, splice_available
+
+__all__ = ["Policy", "Runtime"]
+
+
+class Policy:
+    """One configuration generation: the parsed file, its compiled rules, its log."""
+
+    def __init__(self, config: Config, log: DanteLog, generation: int = 1) -> None:
+        self.config = config
+        self.rules = RuleSet(config)
+        self.log = log
+        self.generation = generation
+        self.timeouts = config.timeouts
+
+
+class Runtime:
+    """Process-wide services shared by every session.
+
+    :param relay_mode: ``auto`` (splice where possible), ``splice`` or ``copy``.
+    """
+
+    def __init__(
+        self,
+        reactor: IServerReactor,
+        *,
+        relay_mode: str = "auto",
+        resolver: Resolver | None = None,
+        connector: TcpConnector | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.resolver = resolver or Resolver(self.clock)
+        self.connector = connector or TcpConnector(reactor)
+        if relay_mode == "splice" and not splice_available():
+            raise ValueError("the splice relay needs Linux (os.splice)")
+        self.use_splice = relay_mode != "copy" and splice_available()
+        self.pipes = PipePool()
+        #: (ip, port) of every socket we listen on, to refuse loops to ourselves.
+        self.listening: set[tuple[str, int]] = set()
+        #: live sessions, for the state dump and graceful stop.
+        self.sessions: set[object] = set()
+        self.on_session_end: list[Callable[[object], None]] = []
+
+    def is_own_address(self, ip: str, port: int, local_ip: str) -> bool:
+        """Whether ``ip:port`` is one of our listening sockets."""
+        if (ip, port) in self.listening:
+            return True
+        for lip, lport in self.listening:
+            wildcard = lport == port and lip in ("0.0.0.0", "::")
+            if wildcard and (ip == local_ip or ip.startswith("127.") or ip == "::1"):
+                return True
+        return False
+
+
+def family_of(ip: str) -> int:
+    """``AF_INET6`` for addresses with a colon, else ``AF_INET``."""
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET

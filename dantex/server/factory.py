@@ -1,0 +1,27 @@
+"""The listening side: one factory shared by every ``internal:`` socket."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import ServerFactory
+
+from dantex.server.context import Policy, Runtime
+from dantex.server.session import SocksSession
+
+__all__ = ["SocksFactory"]
+
+
+class SocksFactory(ServerFactory):
+    """Builds a :class:`SocksSession` per connection with the current policy.
+
+    ``policy`` is replaced on reload; sessions keep the one they started with.
+    """
+
+    noisy = False  # no "Starting factory" event per listener
+
+    def __init__(self, policy: Policy, runtime: Runtime) -> None:
+        self.policy = policy
+        self.runtime = runtime
+
+    def buildProtocol(self, addr: IAddress | None) -> SocksSession:
+        return SocksSession(self.policy, self.runtime)

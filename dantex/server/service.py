@@ -1,0 +1,141 @@
+"""The long-running service: listeners, the current policy, reload, shutdown."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import sys
+from types import FrameType
+from typing import Any, cast
+
+from twisted.application import service
+from twisted.internet import error as terror
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from dantex import __version__
+from dantex._interfaces import IServerReactor
+from dantex.config import ConfigErrors, load
+from dantex.config.model import Config
+from dantex.log.format import dante_addr
+from dantex.log.output import DanteLog
+from dantex.protocol.address import Address
+from dantex.server.context import Policy, Runtime
+from dantex.server.factory import SocksFactory
+
+__all__ = ["DanteService"]
+
+
+class DanteService(service.Service):
+    """Serves SOCKS on every ``internal:`` address of the configuration.
+
+    :param config_path: the file to re-read on SIGHUP (None: embedded default).
+    :param config: the configuration already parsed from it.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config_path: str | None,
+        config: Config,
+        reactor: IServerReactor,
+        *,
+        relay_mode: str = "auto",
+    ) -> None:
+        self.config_path = config_path
+        self.reactor = reactor
+        self.runtime = Runtime(reactor, relay_mode=relay_mode)
+        self.policy = Policy(
+            config, DanteLog(config.logoutput, config.errorlog, reactor)
+        )
+        self.factory = SocksFactory(self.policy, self.runtime)
+        self.ports: list[IListeningPort] = []
+        self._old_hup: Any = None
+
+    def privilegedStartService(self) -> None:
+        """Bind every listener (before twistd drops privileges)."""
+        self._listen()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+
+    def _listen(self) -> None:
+        dlog = self.policy.log
+        for internal in self.policy.config.internals:
+            try:
+                port = self.reactor.listenTCP(
+                    internal.port, self.factory, backlog=511, interface=internal.host
+                )
+            except terror.CannotListenError as e:
+                where = f"{internal.host}.{internal.port}"
+                message = f"cannot listen on {where} ({internal.span}): {e.socketError}"
+                dlog.error(message)
+                dlog.flush()
+                print(f"dantex: {message}", file=sys.stderr)
+                for p in self.ports:
+                    p.stopListening()
+                raise SystemExit(1) from None
+            self.ports.append(port)
+            host = cast(IPv4Address | IPv6Address, port.getHost())
+            self.runtime.listening.add((internal.host, host.port))
+            bound = Address.from_host(internal.host, host.port)
+            dlog.info(f"listening on {dante_addr(bound)}")
+
+    def startService(self) -> None:
+        """Drop privileges if asked, install signal handlers, announce."""
+        if not self.ports:  # runners such as twist skip privilegedStartService
+            self._listen()
+        self._drop_privileges()
+        self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        super().startService()  # type: ignore[no-untyped-call]
+        self.policy.log.info(f"dantex/server v{__version__} running")
+
+    def _drop_privileges(self) -> None:
+        user = self.policy.config.user_unprivileged
+        if user is None or os.geteuid() != 0:
+            return
+        entry = pwd.getpwnam(user)
+        os.setegid(entry.pw_gid)
+        os.seteuid(entry.pw_uid)
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> bool:
+        """Re-read the configuration; keep the old one if the new one is bad.
+
+        :returns: whether the new configuration is now in force.
+        """
+        old = self.policy
+        old.log.info("SIGHUP [: reloading config")
+        try:
+            config = load(self.config_path)
+        except ConfigErrors as e:
+            for err in e.errors:
+                old.log.error(err.headline())
+            old.log.error("config reload failed; keeping the configuration in force")
+            return False
+        if {(i.host, i.port) for i in config.internals} != {
+            (i.host, i.port) for i in old.config.internals
+        }:
+            old.log.warning("internal: addresses changed; they apply after a restart")
+        old.log.reopen()
+        new_log = DanteLog(config.logoutput, config.errorlog, self.reactor)
+        self.policy = Policy(config, new_log, old.generation + 1)
+        self.factory.policy = self.policy
+        for w in config.warnings:
+            new_log.warning(w.headline("warning"))
+        new_log.info("SIGHUP ]: config reloaded")
+        return True
+
+    def stopService(self) -> None:
+        """Stop listening; live sessions are left to finish or be cut by exit."""
+        if self._old_hup is not None:
+            signal.signal(signal.SIGHUP, self._old_hup)
+        for port in self.ports:
+            port.stopListening()
+        self.ports = []
+        self.policy.log.info("dantex/server shutting down")
+        self.policy.log.flush()
+        super().stopService()  # type: ignore[no-untyped-call]

@@ -1,0 +1,550 @@
+"""One client connection: client-rules, SOCKS negotiation, the request, the relay.
+
+The session is a thin shell: the codecs parse, the rule engine decides, the
+command handlers (:mod:`dantex.server.connect`) act.  Every way out goes
+through :meth:`SocksSession.refuse` or the relay's end callback, so each
+connection produces its Dante-format log lines exactly once.
+
+Not implemented yet: BIND and UDP ASSOCIATE (answered "command not
+supported"), authentication methods other than ``none``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet import address as taddress
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dantex.log.format import client_text, dante_addr, end_counts, session_line
+from dantex.protocol import socks4, socks5
+from dantex.protocol._buffer import NEED_DATA
+from dantex.protocol.address import Address, AddressType
+from dantex.protocol.errors import RemoteProtocolError
+from dantex.protocol.socks5 import Reply
+from dantex.protocol.userpass import UserPassRequest
+from dantex.rules.addresses import Answers
+from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
+
+if TYPE_CHECKING:
+    from dantex.config.model import Rule
+    from dantex.server.context import Policy, Runtime
+    from dantex.server.relay import EndReason, Relay
+
+__all__ = ["SocksSession"]
+
+#: How many DNS questions one rule decision may ask before we give up.
+_MAX_LOOKUPS = 8
+
+
+class State(enum.Enum):
+    """Where a session is."""
+
+    ACCEPTING = "accepting"  # client-rules pending (DNS)
+    NEGOTIATING = "negotiating"
+    REQUESTED = "requested"  # request read; rules, DNS, connect in progress
+    RELAYING = "relaying"
+    CLOSED = "closed"
+
+
+_COMMAND_NAMES = {
+    socks5.Command.CONNECT: "connect",
+    socks5.Command.BIND: "bind",
+    socks5.Command.UDP_ASSOCIATE: "udpassociate",
+}
+
+
+def _address_of(addr: object) -> Address:
+    if isinstance(addr, taddress.IPv4Address | taddress.IPv6Address):
+        host = addr.host.partition("%")[0]
+        return Address.from_host(host, addr.port)
+    return Address(AddressType.IPV4, "0.0.0.0", 0)
+
+
+@implementer(IHalfCloseableProtocol)
+class SocksSession(Protocol):
+    """Server side of one SOCKS connection.
+
+    :param policy: the configuration generation in force when it was accepted.
+    :param runtime: resolver, connector, relays and clock.
+    """
+
+    log = Logger()
+
+    def __init__(self, policy: Policy, runtime: Runtime) -> None:
+        self.policy = policy
+        self.runtime = runtime
+        self.state = State.ACCEPTING
+        self.version = 0
+        self.codec: socks4.Socks4ServerCodec | socks5.Socks5ServerCodec | None = None
+        self.client = Address(AddressType.IPV4, "0.0.0.0", 0)
+        self.server = self.client
+        self.client_rule: Rule | None = None
+        self.client_match: Match | None = None
+        self.socks_match: Match | None = None
+        self.method = "none"
+        self.user: str | None = None
+        self.command = "connect"
+        self.target: Address | None = None
+        self.external: Address | None = None
+        self.relay: Relay | None = None
+        self.started = 0.0
+        self._deadline: IDelayedCall | None = None
+        self._pending: Deferred[object] | None = None
+        self._buffered = b""
+
+    # -- Twisted callbacks ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.started = self.runtime.clock.seconds()
+        self.client = _address_of(transport.getPeer())
+        self.server = _address_of(transport.getHost())
+        self.runtime.sessions.add(self)
+        timeout = self.policy.timeouts.negotiate
+        if timeout > 0:
+            self._deadline = self.runtime.clock.callLater(
+                timeout, self._negotiate_timeout
+            )
+        facts = ClientFacts(self.client, self.server)
+        self.decide(
+            lambda answers: self.policy.rules.match_client(facts, answers),
+            self._client_decided,
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        state = self.state
+        if state is State.RELAYING:
+            relay = self.relay
+            if relay is not None:
+                relay.client_data(data)  # type: ignore[attr-defined]
+            return
+        if state is State.ACCEPTING:
+            self._buffered += data
+            return
+        if state is not State.NEGOTIATING:
+            if self.codec is not None:
+                self.codec.feed(data)
+            return
+        try:
+            self._negotiate(data)
+        except RemoteProtocolError as e:
+            self.protocol_error(e)
+
+    def readConnectionLost(self) -> None:
+        if self.state is State.RELAYING and self.relay is not None:
+            self.relay.client_eof()  # type: ignore[attr-defined]
+        elif self.state is not State.CLOSED:
+            self.finish("client closed during negotiation", reason_side="client")
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.state is State.RELAYING and self.relay is not None:
+            self.relay.client_lost(reason)  # type: ignore[attr-defined]
+            return
+        if self.state is not State.CLOSED:
+            self.finish(
+                "client closed during negotiation", reason_side="client", close=False
+            )
+
+    # -- decisions that may need DNS ------------------------------------------
+
+    def decide(
+        self,
+        ask: Callable[[Answers], Match],
+        then: Callable[[Match], None],
+        tries: int = 0,
+    ) -> None:
+        """Evaluate rules, doing the DNS lookups they need first (without blocking)."""
+        try:
+            match = ask(self.runtime.resolver)
+        except NeedLookup as e:
+            if tries >= _MAX_LOOKUPS:
+                self.log.warn(
+                    "rule evaluation needed too many lookups for {client}",
+                    client=self.client,
+                )
+                then(Match(None))
+                return
+            self._pause()
+            d = self.runtime.resolver.lookup(e.lookup.kind, e.lookup.key)
+            self._pending = d  # type: ignore[assignment]
+
+            def retry(_: object) -> None:
+                self._pending = None
+                if self.state is not State.CLOSED:
+                    self.decide(ask, then, tries + 1)
+
+            d.addCallback(retry)
+            return
+        then(match)
+
+    def _pause(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _resume(self) -> None:
+        transport = self.transport
+        if transport is not None and self.state is not State.CLOSED:
+            transport.resumeProducing()  # type: ignore[attr-defined]
+
+    # -- client-rules ------------------------------------------------------------
+
+    def _client_decided(self, match: Match) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.client_match = match
+        self.client_rule = match.rule
+        dlog = self.policy.log
+        if not match.passed:
+            if self._logs(match, "connect", "disconnect", "error"):
+                why = (
+                    "" if match.rule else ": no rules matched; using default block rule"
+                )
+                dlog.info(
+                    session_line(
+                        "block",
+                        match.number,
+                        "tcp",
+                        "accept",
+                        "]",
+                        f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
+                    )
+                )
+            self.state = State.CLOSED
+            self._cleanup()
+            transport = self.transport
+            if transport is not None:
+                transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        if self._logs(match, "connect"):
+            dlog.info(
+                session_line(
+                    "pass",
+                    match.number,
+                    "tcp",
+                    "accept",
+                    "[",
+                    f"{dante_addr(self.client)} {dante_addr(self.server)}",
+                )
+            )
+        self.state = State.NEGOTIATING
+        self._resume()
+        if self._buffered:
+            data, self._buffered = self._buffered, b""
+            self.dataReceived(data)
+
+    def _logs(self, match: Match, *flags: str) -> bool:
+        if match.rule is None:
+            return True
+        return any(f in match.rule.log for f in flags)
+
+    # -- negotiation ---------------------------------------------------------------
+
+    def _negotiate(self, data: bytes) -> None:
+        codec = self.codec
+        if codec is None:
+            version = data[0]
+            if version == socks5.VERSION:
+                codec = self.codec = socks5.Socks5ServerCodec()
+            elif version == socks4.VERSION:
+                codec = self.codec = socks4.Socks4ServerCodec()
+            else:
+                raise RemoteProtocolError(
+                    f"unknown SOCKS version {version} in client request", reply=None
+                )
+            self.version = version
+        codec.feed(data)
+        while self.state is State.NEGOTIATING:
+            event = codec.next_event()
+            if event is NEED_DATA:
+                return
+            if isinstance(event, socks5.MethodsOffered):
+                self._methods_offered(event)
+            elif isinstance(event, UserPassRequest):
+                self.refuse(
+                    Reply.GENERAL_FAILURE, "username/password is not supported yet"
+                )
+            elif isinstance(event, socks5.Request):
+                self._requested(_COMMAND_NAMES[event.command], event.address)
+            elif isinstance(event, socks4.Socks4Request):
+                name = (
+                    "connect"
+                    if event.command is socks4.Socks4Command.CONNECT
+                    else "bind"
+                )
+                self._requested(name, event.address)
+
+    def _methods_offered(self, event: socks5.MethodsOffered) -> None:
+        """RFC 1928 §3: walk our own method list in order, take the first offered."""
+        rule = self.client_rule
+        ours = (
+            rule.socksmethods
+            if rule is not None and rule.socksmethods
+            else self.policy.config.socksmethods
+        )
+        codec = self.codec
+        assert isinstance(codec, socks5.Socks5ServerCodec)
+        for name in ours:
+            if name == "none" and socks5.AuthMethod.NO_AUTH in event.methods:
+                self.method = "none"
+                self._write(codec.select_method(socks5.AuthMethod.NO_AUTH))
+                return
+        self._write(codec.select_method(socks5.AuthMethod.NO_ACCEPTABLE))
+        self.finish(
+            "client offered no acceptable authentication method", reason_side="client"
+        )
+
+    def _requested(self, command: str, target: Address) -> None:
+        self.state = State.REQUESTED
+        self.command = command
+        self.target = target
+        self._cancel_deadline()
+        self._pause()
+        if command != "connect":
+            self.refuse(
+                Reply.COMMAND_NOT_SUPPORTED, f"command {command} is not supported yet"
+            )
+            return
+        if self.version == socks4.VERSION and target.type is AddressType.DOMAIN:
+            pass  # SOCKS 4A: resolved like a SOCKS 5 host name (Dante has no 4A)
+        if target.port == 0 or (target.is_ip and target.host in ("0.0.0.0", "::")):
+            self.refuse(
+                Reply.ADDRESS_TYPE_NOT_SUPPORTED,
+                f"unbound port or address ({dante_addr(target)}) in request",
+            )
+            return
+        facts = SocksFacts(
+            self.client,
+            target,
+            command,
+            "socks_v5" if self.version == socks5.VERSION else "socks_v4",
+            socksmethod=self.method,
+        )
+        self.decide(
+            lambda answers: self.policy.rules.match_socks(facts, answers),
+            self._socks_decided,
+        )
+
+    def _socks_decided(self, match: Match) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.socks_match = match
+        if not match.passed:
+            self.blocked(match)
+            return
+        from dantex.server.connect import start_connect
+
+        start_connect(self, match)
+
+    # -- the ways out ----------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+
+    def reply(
+        self, code: int, bound: Address | None = None, *, final: bool = True
+    ) -> bytes:
+        """The reply bytes for this client's protocol version (not written)."""
+        codec = self.codec
+        if isinstance(codec, socks5.Socks5ServerCodec):
+            if bound is None:
+                return codec.reply(code, final=final)
+            return codec.reply(code, bound, final=final)
+        assert isinstance(codec, socks4.Socks4ServerCodec)
+        v4code = (
+            socks4.Socks4Reply.GRANTED
+            if code == Reply.SUCCEEDED
+            else socks4.Socks4Reply.REJECTED
+        )
+        return codec.reply(v4code, bound, final=final)
+
+    def blocked(self, match: Match) -> None:
+        """A socks-rule (or the default rule #0) blocked the request."""
+        dlog = self.policy.log
+        target = self.target
+        assert target is not None
+        if self._logs(match, "connect", "disconnect", "error"):
+            why = "" if match.rule else ": no rules matched; using default block rule"
+            dlog.info(
+                session_line(
+                    "block",
+                    match.number,
+                    "tcp",
+                    self.command,
+                    "]",
+                    f"{self._pair_text()}{why}",
+                )
+            )
+        cm = self.client_match
+        if cm is not None and self._logs(cm, "disconnect", "error"):
+            dlog.info(
+                session_line(
+                    "block",
+                    cm.number,
+                    "tcp",
+                    "accept",
+                    "]",
+                    f"{self._client_text()} {dante_addr(self.server)}: "
+                    f"blocked by higher-level socks-rule #{match.number}",
+                )
+            )
+        self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
+        self._close_now(logged=True)
+
+    def refuse(self, code: int, why: str) -> None:
+        """Answer a failed request with ``code`` and close, logging ``why``."""
+        if self.state is State.CLOSED:
+            return
+        codec = self.codec
+        if codec is not None and self.state is State.REQUESTED:
+            self._write(self.reply(code))
+        elif (
+            isinstance(codec, socks5.Socks5ServerCodec)
+            and code is not None
+            and self.state is State.NEGOTIATING
+        ):
+            pass
+        self.finish(why, reason_side="error")
+
+    def protocol_error(self, e: RemoteProtocolError) -> None:
+        """The client broke the protocol: answer as RFC 1928 says, log, close."""
+        codec = self.codec
+        if e.reply is not None and codec is not None:
+            try:
+                if isinstance(codec, socks5.Socks5ServerCodec):
+                    self._write(codec.reply(e.reply))
+                else:
+                    self._write(codec.reply(socks4.Socks4Reply.REJECTED))
+            except Exception:
+                pass
+        self.finish(str(e), reason_side="client")
+
+    def finish(self, why: str, *, reason_side: str, close: bool = True) -> None:
+        """End a session that never reached the relay, logging why."""
+        if self.state is State.CLOSED:
+            return
+        dlog = self.policy.log
+        rule = self.socks_match or self.client_match
+        level_match = (
+            self.socks_match if self.socks_match is not None else self.client_match
+        )
+        command = self.command if self.socks_match is not None else "accept"
+        if level_match is not None and self._logs(level_match, "error", "disconnect"):
+            verdict = "pass" if level_match.passed else "block"
+            target = (
+                f" -> {dante_addr(self.external)} {dante_addr(self.target)}"
+                if self.socks_match is not None
+                else ""
+            )
+            dlog.info(
+                session_line(
+                    verdict,
+                    level_match.number,
+                    "tcp",
+                    command,
+                    "]",
+                    f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
+                )
+            )
+        elif rule is None:
+            dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
+        self._close_now(logged=True, close=close)
+
+    def _close_now(self, *, logged: bool, close: bool = True) -> None:
+        self.state = State.CLOSED
+        self._cleanup()
+        transport = self.transport
+        if close and transport is not None:
+            transport.loseConnection()
+
+    def _cleanup(self) -> None:
+        self._cancel_deadline()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.cancel()
+        self.runtime.sessions.discard(self)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _negotiate_timeout(self) -> None:
+        self._deadline = None
+        timeout = self.policy.timeouts.negotiate
+        self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
+
+    def _client_text(self) -> str:
+        return client_text(self.client, self.method, self.user)
+
+    # -- relay bookkeeping ---------------------------------------------------
+
+    def relay_started(self, relay: Relay) -> None:
+        """The command handler has connected and started ``relay``."""
+        self.relay = relay
+        self.state = State.RELAYING
+        match = self.socks_match
+        if match is not None and self._logs(match, "connect"):
+            self.policy.log.info(
+                session_line(
+                    "pass", match.number, "tcp", self.command, "[", self._pair_text()
+                )
+            )
+
+    def _pair_text(self) -> str:
+        """``client internal -> external target`` (external 0.0.0.0.0 if none)."""
+        here = f"{self._client_text()} {dante_addr(self.server)}"
+        return f"{here} -> {dante_addr(self.external)} {dante_addr(self.target)}"
+
+    def relay_ended(self, reason: EndReason) -> None:
+        """The relay closed both connections: write the end-of-session lines."""
+        self.state = State.CLOSED
+        self.runtime.sessions.discard(self)
+        relay = self.relay
+        assert relay is not None
+        c_read, c_written, t_read, t_written = relay.counts()
+        duration = int(self.runtime.clock.seconds() - self.started)
+        tail = f": {reason}.  Session duration: {duration}s"
+        dlog = self.policy.log
+        match = self.socks_match
+        if match is not None and self._logs(match, "disconnect"):
+            counts = end_counts(
+                c_written,
+                f"{self._client_text()} {dante_addr(self.server)}",
+                c_read,
+                t_written,
+                f"{dante_addr(self.external)} {dante_addr(self.target)}",
+                t_read,
+            )
+            dlog.info(
+                session_line(
+                    "pass", match.number, "tcp", self.command, "]", counts + tail
+                )
+            )
+        cm = self.client_match
+        if cm is not None and self._logs(cm, "disconnect"):
+            counts = end_counts(
+                c_written, f"{self._client_text()} {dante_addr(self.server)}", c_read
+            )
+            dlog.info(
+                session_line("pass", cm.number, "tcp", "accept", "]", counts + tail)
+            )
+        for hook in self.runtime.on_session_end:
+            hook(self)

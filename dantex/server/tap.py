@@ -1,0 +1,90 @@
+"""``twistd dante``: command-line options and the service maker."""
+
+from __future__ import annotations
+
+import sys
+from typing import cast
+
+from twisted.application import service
+from twisted.python import usage
+
+from dantex._interfaces import IServerReactor
+from dantex.config import DEFAULT_CONFIG_NAME, ConfigErrors, load
+from dantex.config.model import Config
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    """Options of ``twistd dante``."""
+
+    synopsis = "[-c sockd.conf] [--check] [--relay auto|splice|copy]"
+    longdesc = (
+        "A SOCKS v4/v4a/v5 server that reads Dante's configuration language "
+        "(sockd.conf / danted.conf). Without -c it serves an embedded safe "
+        "default: 127.0.0.1 port 1080, loopback clients only, no "
+        "authentication. SIGHUP reloads the file (a bad file keeps the "
+        "configuration in force)."
+    )
+    optFlags = [
+        [
+            "check",
+            None,
+            "Check the configuration, print every problem and exit "
+            "(0 = ok, 1 = errors); binds nothing.",
+        ],
+    ]
+    optParameters = [
+        [
+            "config",
+            "c",
+            None,
+            "Dante configuration file to serve (sockd.conf / danted.conf).",
+        ],
+        [
+            "relay",
+            None,
+            "auto",
+            "How bytes are relayed: auto (splice(2) on Linux), splice, "
+            "or copy (Twisted transports).",
+        ],
+    ]
+
+    def opt_f(self, path: str) -> None:
+        """Same as --config (Dante's sockd -f)."""
+        self["config"] = path
+
+    def postOptions(self) -> None:
+        if self["relay"] not in ("auto", "splice", "copy"):
+            raise usage.UsageError("--relay must be auto, splice or copy")
+        name = self["config"] or DEFAULT_CONFIG_NAME
+        try:
+            config = load(self["config"])
+        except ConfigErrors as e:
+            for w in e.warnings:
+                print(w.render("warning"), file=sys.stderr)
+            print(e.render(), file=sys.stderr)
+            raise SystemExit(1) from None
+        for w in config.warnings:
+            print(w.render("warning"), file=sys.stderr)
+        if self["check"]:
+            print(f"{name}: configuration OK")
+            raise SystemExit(0)
+        self.parsed: Config = config
+
+
+def makeService(options: Options) -> service.IService:
+    """Build the service (listeners bind in ``privilegedStartService``)."""
+    from twisted.internet import reactor
+
+    from dantex.server.service import DanteService
+
+    root = service.MultiService()
+    server = DanteService(
+        options["config"],
+        options.parsed,
+        cast(IServerReactor, reactor),
+        relay_mode=options["relay"],
+    )
+    server.setServiceParent(root)  # type: ignore[no-untyped-call]
+    return root
