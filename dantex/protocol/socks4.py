@@ -133,8 +133,10 @@ class Socks4ServerCodec:
             end = nul + 1
             is_4a = ip[:3] == b"\x00\x00\x00" and ip[3] != 0
             if is_4a:
+                self._state = _State.REQUESTED  # a bad host name is answered 91
                 hnul = _cstring(data, end, "host name")
                 if hnul is None:
+                    self._state = _State.AWAIT_REQUEST
                     return NEED_DATA
                 raw = bytes(data[end:hnul])
                 end = hnul + 1

@@ -187,7 +187,11 @@ class Socks5ServerCodec:
                 raise RemoteProtocolError(
                     f"unknown SOCKS version {data[0]} in request", reply=None
                 )
-            parsed = decode_address(data, 3)
+            try:
+                parsed = decode_address(data, 3)
+            except RemoteProtocolError:
+                self._state = _State.REQUESTED  # the error reply is still owed
+                raise
             if parsed is None:
                 return NEED_DATA
             address, end = parsed

@@ -9,25 +9,20 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from dantex.config.interfaces import interface_addresses
 from dantex.config.model import Config
-from dantex.log.format import dante_addr
-from dantex.protocol.address import Address, AddressType
+from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
-from dantex.server._handover import can_take_socket, take_socket
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed, describe_failure
-from dantex.server.relay import Relay, TwistedRelay
-from dantex.server.splice import SpliceRelay
 
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
 
-__all__ = ["choose_source", "start_connect"]
+__all__ = ["choose_source", "rule_timeout", "start_connect"]
 
 #: Addresses of a resolved name tried in turn before giving up.
 _MAX_CANDIDATES = 4
@@ -179,39 +174,8 @@ def _established(session: SocksSession, sock: socket.socket) -> None:
     reply = session.reply(Reply.SUCCEEDED, bound)
     codec = session.codec
     assert codec is not None
-    leftover = codec.leftover()
-    runtime = session.runtime
-    io_timeout = rule_timeout(session, "io_tcp")
-    transport = session.transport
-    relay: Relay
-    if runtime.use_splice and can_take_socket(transport):
-        client_sock, unsent = take_socket(transport)  # type: ignore[arg-type]
-        relay = SpliceRelay(
-            runtime.reactor,
-            runtime.clock,
-            runtime.pipes,
-            client_sock,
-            sock,
-            session.relay_ended,
-            to_client=unsent + reply,
-            to_target=leftover,
-            io_timeout=io_timeout,
-        )
-    else:
-        assert transport is not None
-        transport.write(reply)
-        relay = TwistedRelay(
-            runtime.reactor,
-            runtime.clock,
-            transport,
-            sock,
-            leftover,
-            session.relay_ended,
-            io_timeout,
-        )
+    relay = session.runtime.start_relay(
+        session, sock, reply, codec.leftover(), rule_timeout(session, "io_tcp")
+    )
     session.relay_started(relay)
     relay.start()
-
-
-__all__ += ["rule_timeout"]
-_ = (AddressType, dante_addr, Deferred)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -16,9 +17,14 @@ from dantex._interfaces import IServerReactor
 from dantex.config.model import Config
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
+from dantex.server._handover import can_take_socket, take_socket
 from dantex.server.connector import TcpConnector
+from dantex.server.relay import Relay, TwistedRelay
 from dantex.server.resolve import Resolver
-from dantex.server.splice import PipePool, splice_available
+from dantex.server.splice import PipePool, SpliceRelay, splice_available
+
+if TYPE_CHECKING:
+    from dantex.server.session import SocksSession
 
 __all__ = ["Policy", "Runtime"]
 
@@ -61,6 +67,46 @@ class Runtime:
         #: live sessions, for the state dump and graceful stop.
         self.sessions: set[object] = set()
         self.on_session_end: list[Callable[[object], None]] = []
+
+    def start_relay(
+        self,
+        session: SocksSession,
+        target: socket.socket,
+        reply: bytes,
+        leftover: bytes,
+        io_timeout: float,
+    ) -> Relay:
+        """A relay between ``session``'s client and ``target`` (not started).
+
+        The splice relay when allowed and the client transport is plain TCP;
+        otherwise the Twisted relay.  ``reply`` goes to the client first,
+        ``leftover`` (client bytes that came with the request) to the target.
+        """
+        transport = session.transport
+        if self.use_splice and can_take_socket(transport):
+            client, unsent = take_socket(transport)  # type: ignore[arg-type]
+            return SpliceRelay(
+                self.reactor,
+                self.clock,
+                self.pipes,
+                client,
+                target,
+                session.relay_ended,
+                to_client=unsent + reply,
+                to_target=leftover,
+                io_timeout=io_timeout,
+            )
+        assert transport is not None
+        transport.write(reply)
+        return TwistedRelay(
+            self.reactor,
+            self.clock,
+            transport,
+            target,
+            leftover,
+            session.relay_ended,
+            io_timeout,
+        )
 
     def is_own_address(self, ip: str, port: int, local_ip: str) -> bool:
         """Whether ``ip:port`` is one of our listening sockets."""

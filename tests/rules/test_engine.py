@@ -1,0 +1,127 @@
+"""The rule engine alone: first match, default block #0, address semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from dantex.config import parse
+from dantex.protocol.address import Address
+from dantex.rules import ClientFacts, NeedLookup, RuleSet, SocksFacts
+
+HEAD = "internal: 127.0.0.1\nsocksmethod: none\n"
+SERVER = Address.from_host("127.0.0.1", 1080)
+
+
+def rules(body: str) -> RuleSet:
+    return RuleSet(parse(HEAD + body, "t.conf"))
+
+
+def socks(
+    target: str, port: int = 80, client: str = "10.0.0.1", **kw: str
+) -> SocksFacts:
+    return SocksFacts(
+        Address.from_host(client, 5000),
+        Address.from_host(target, port),
+        kw.get("command", "connect"),
+        kw.get("proxyprotocol", "socks_v5"),
+    )
+
+
+def test_first_match_wins() -> None:
+    """Rules are tried top-down and the first match decides."""
+    rs = rules(
+        "socks block { from: 0/0 to: 10.0.0.0/8 }\nsocks pass { from: 0/0 to: 0/0 }\n"
+    )
+    assert rs.match_socks(socks("10.1.1.1")).number == 1
+    assert not rs.match_socks(socks("10.1.1.1")).passed
+    assert rs.match_socks(socks("192.0.2.1")).number == 2
+
+
+def test_no_match_is_default_block_zero() -> None:
+    """Nothing matching means the implicit block, rule #0."""
+    m = rules("socks pass { from: 0/0 to: 10.0.0.0/8 }\n").match_socks(
+        socks("192.0.2.1")
+    )
+    assert m.rule is None and m.number == 0 and not m.passed
+
+
+def test_zero_slash_zero_matches_ipv6_but_ipv4_any_does_not() -> None:
+    """0/0 matches both families; 0.0.0.0/0 only IPv4 (Dante's IPv6 pitfall)."""
+    assert (
+        rules("socks pass { from: 0/0 to: 0/0 }\n")
+        .match_socks(socks("2001:db8::1"))
+        .passed
+    )
+    rs = rules("socks pass { from: 0/0 to: 0.0.0.0/0 }\n")
+    assert not rs.match_socks(socks("2001:db8::1")).passed
+    assert rs.match_socks(socks("192.0.2.1")).passed
+
+
+def test_port_operators() -> None:
+    """Port tests come first: a range rule skips ports outside it."""
+    rs = rules("socks pass { from: 0/0 to: 0/0 port 1000-2000 }\n")
+    assert rs.match_socks(socks("192.0.2.1", 1500)).passed
+    assert not rs.match_socks(socks("192.0.2.1", 80)).passed
+
+
+def test_domain_matches_on_label_boundaries() -> None:
+    """.example.com matches example.com and subdomains, not badexample.com."""
+    rs = rules("socks pass { from: 0/0 to: .example.com }\n")
+    assert rs.match_socks(socks("example.com")).passed
+    assert rs.match_socks(socks("www.Example.COM")).passed
+    assert not rs.match_socks(socks("badexample.com")).passed
+
+
+def test_hostname_request_vs_network_rule_needs_and_uses_resolution() -> None:
+    """An IP rule and a host name request: resolve, and connect to the matched IP."""
+    rs = rules("socks pass { from: 0/0 to: 192.0.2.0/24 }\n")
+    with pytest.raises(NeedLookup) as info:
+        rs.match_socks(socks("www.test"))
+    assert (info.value.lookup.kind, info.value.lookup.key) == ("forward", "www.test")
+    answers = {("forward", "www.test"): ("198.51.100.1", "192.0.2.5")}
+    m = rs.match_socks(socks("www.test"), answers)
+    assert m.passed and m.matched_ip == "192.0.2.5"
+
+
+def test_hostname_rule_vs_ip_request_resolves_the_rule() -> None:
+    """A host name rule and an IP request: the rule's name is resolved."""
+    rs = rules("socks pass { from: 0/0 to: www.test }\n")
+    answers = {("forward", "www.test"): ("192.0.2.5",)}
+    assert rs.match_socks(socks("192.0.2.5"), answers).passed
+    assert not rs.match_socks(socks("192.0.2.6"), answers).passed
+
+
+def test_command_and_proxyprotocol_filters() -> None:
+    """command: and proxyprotocol: restrict what a rule covers."""
+    rs = rules(
+        "socks pass { from: 0/0 to: 0/0\n command: bind\n}\n"
+        "socks pass { from: 0/0 to: 0/0\n proxyprotocol: socks_v4\n}\n"
+    )
+    assert rs.match_socks(socks("192.0.2.1", command="bind")).number == 1
+    assert rs.match_socks(socks("192.0.2.1", proxyprotocol="socks_v4")).number == 2
+    assert not rs.match_socks(socks("192.0.2.1")).passed
+
+
+def test_client_rules_match_client_and_server_address() -> None:
+    """client-rules see the client's address and the address it connected to."""
+    rs = rules("client pass { from: 10.0.0.0/8 to: 127.0.0.1/32 port = 1080 }\n")
+    client = Address.from_host("10.2.3.4", 9999)
+    assert rs.match_client(ClientFacts(client, SERVER)).passed
+    other = Address.from_host("127.0.0.1", 1081)
+    assert not rs.match_client(ClientFacts(client, other)).passed
+
+
+def test_socksmethod_mismatch_skips_rule() -> None:
+    """A rule whose socksmethod does not fit is skipped, not a block."""
+    cfg = parse(
+        HEAD + "socks pass { from: 0/0 to: 0/0\n socksmethod: none\n}\n", "t.conf"
+    )
+    rs = RuleSet(cfg)
+    facts = SocksFacts(
+        Address.from_host("10.0.0.1", 1),
+        Address.from_host("192.0.2.1", 80),
+        "connect",
+        "socks_v5",
+        socksmethod="username",
+    )
+    assert rs.match_socks(facts).rule is None
