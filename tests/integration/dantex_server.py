@@ -81,7 +81,8 @@ class DantexServer:
                 return m
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"{pattern!r} not logged within {timeout}s:\n{self.log_text()[-3000:]}"
+                    f"{pattern!r} not logged within {timeout}s:\n"
+                    + self.log_text()[-3000:]
                 )
             time.sleep(0.05)
 
@@ -137,7 +138,8 @@ def start_dantex(
             if proc.poll() is not None or time.monotonic() > deadline:
                 out_text = (tmp / "twistd.out").read_text(errors="replace")
                 raise RuntimeError(
-                    f"dantex did not start (exit {proc.poll()}):\n{out_text[-3000:]}\n{text[-2000:]}"
+                    f"dantex did not start (exit {proc.poll()}):\n"
+                    f"{out_text[-3000:]}\n{text[-2000:]}"
                 )
             time.sleep(0.05)
         host, port = ports[0]
