@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFDSet,
+    IReactorProcess,
     IReactorSocket,
     IReactorTCP,
     IReactorThreads,
@@ -19,6 +20,7 @@ class IServerReactor(
     IReactorCore,
     IReactorTime,
     IReactorFDSet,
+    IReactorProcess,
     IReactorTCP,
     IReactorUDP,
     IReactorSocket,

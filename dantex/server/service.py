@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any, cast
 
+from attrs import frozen
 from twisted.application import service
 from twisted.internet import error as terror
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -25,7 +28,17 @@ from dantex.protocol.address import Address
 from dantex.server.context import Policy, Runtime
 from dantex.server.factory import SocksFactory
 
-__all__ = ["DanteService"]
+__all__ = ["DanteService", "InheritedSocket"]
+
+
+@frozen
+class InheritedSocket:
+    """A listening socket handed to a worker: its descriptor and address."""
+
+    fd: int
+    family: int
+    host: str
+    port: int
 
 
 class DanteService(service.Service):
@@ -44,8 +57,12 @@ class DanteService(service.Service):
         reactor: IServerReactor,
         *,
         relay_mode: str = "auto",
+        inherited: Sequence[InheritedSocket] = (),
+        announce: bool = True,
     ) -> None:
         self.config_path = config_path
+        self.inherited = tuple(inherited)
+        self.announce = announce
         self.reactor = reactor
         self.runtime = Runtime(reactor, relay_mode=relay_mode)
         self.policy = Policy(
@@ -61,6 +78,9 @@ class DanteService(service.Service):
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def _listen(self) -> None:
+        if self.inherited:
+            self._adopt()
+            return
         dlog = self.policy.log
         for internal in self.policy.config.internals:
             try:
@@ -82,6 +102,15 @@ class DanteService(service.Service):
             bound = Address.from_host(internal.host, host.port)
             dlog.info(f"listening on {dante_addr(bound)}")
 
+    def _adopt(self) -> None:
+        """Serve listening sockets a supervisor bound for this worker."""
+        for sock in self.inherited:
+            family = socket.AddressFamily(sock.family)
+            port = self.reactor.adoptStreamPort(sock.fd, family, self.factory)
+            os.close(sock.fd)  # the port holds its own duplicate
+            self.ports.append(port)
+            self.runtime.listening.add((sock.host, sock.port))
+
     def startService(self) -> None:
         """Drop privileges if asked, install signal handlers, announce."""
         if not self.ports:  # runners such as twist skip privilegedStartService
@@ -89,7 +118,8 @@ class DanteService(service.Service):
         self._drop_privileges()
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         super().startService()  # type: ignore[no-untyped-call]
-        self.policy.log.info(f"dantex/server v{__version__} running")
+        if self.announce:
+            self.policy.log.info(f"dantex/server v{__version__} running")
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged

@@ -18,7 +18,7 @@ __all__ = ["Options", "makeService"]
 class Options(usage.Options):
     """Options of ``twistd dante``."""
 
-    synopsis = "[-c sockd.conf] [--check] [--relay auto|splice|copy]"
+    synopsis = "[-c sockd.conf] [--check] [--workers N|auto] [--relay MODE]"
     longdesc = (
         "A SOCKS v4/v4a/v5 server that reads Dante's configuration language "
         "(sockd.conf / danted.conf). Without -c it serves an embedded safe "
@@ -42,6 +42,13 @@ class Options(usage.Options):
             "Dante configuration file to serve (sockd.conf / danted.conf).",
         ],
         [
+            "workers",
+            None,
+            "auto",
+            "Worker processes: a number, or auto (one per CPU); "
+            "1 serves in the twistd process itself.",
+        ],
+        [
             "relay",
             None,
             "auto",
@@ -57,6 +64,17 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["relay"] not in ("auto", "splice", "copy"):
             raise usage.UsageError("--relay must be auto, splice or copy")
+        if self["workers"] == "auto":
+            from dantex.server.workers import default_worker_count
+
+            self["workers"] = default_worker_count()
+        else:
+            try:
+                self["workers"] = int(self["workers"])
+            except ValueError:
+                raise usage.UsageError("--workers must be a number or auto") from None
+            if not 1 <= self["workers"] <= 256:
+                raise usage.UsageError("--workers must be between 1 and 256")
         name = self["config"] or DEFAULT_CONFIG_NAME
         try:
             config = load(self["config"])
@@ -80,11 +98,23 @@ def makeService(options: Options) -> service.IService:
     from dantex.server.service import DanteService
 
     root = service.MultiService()
-    server = DanteService(
-        options["config"],
-        options.parsed,
-        cast(IServerReactor, reactor),
-        relay_mode=options["relay"],
-    )
+    server: service.Service
+    if options["workers"] > 1:
+        from dantex.server.workers import SupervisorService
+
+        server = SupervisorService(
+            options["config"],
+            options.parsed,
+            cast(IServerReactor, reactor),
+            count=options["workers"],
+            relay_mode=options["relay"],
+        )
+    else:
+        server = DanteService(
+            options["config"],
+            options.parsed,
+            cast(IServerReactor, reactor),
+            relay_mode=options["relay"],
+        )
     server.setServiceParent(root)  # type: ignore[no-untyped-call]
     return root

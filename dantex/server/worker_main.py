@@ -1,0 +1,61 @@
+"""Entry point of one worker process (``python -m dantex.server.worker_main``).
+
+Started by :class:`~dantex.server.workers.SupervisorService`: adopts the
+listening sockets passed as file descriptors, serves them with its own
+reactor, reloads on SIGHUP and exits on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one worker until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="dantex-worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--relay", default="auto")
+    parser.add_argument("--socket", action="append", default=[])
+    args = parser.parse_args(argv)
+
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from typing import cast
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from dantex._interfaces import IServerReactor
+    from dantex.config import ConfigErrors, load
+    from dantex.server.service import DanteService
+    from dantex.server.workers import inherited_from_spec
+
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+    )
+    try:
+        config = load(args.config)
+    except ConfigErrors as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    server = DanteService(
+        args.config,
+        config,
+        cast(IServerReactor, reactor),
+        relay_mode=args.relay,
+        inherited=[inherited_from_spec(s) for s in args.socket],
+        announce=False,
+    )
+    reactor.callWhenRunning(server.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Several worker processes: the supervisor side of ``twistd dante --workers N``.
+
+The supervisor (the twistd process) binds one ``SO_REUSEPORT`` listening
+socket per worker and ``internal:`` address, so the kernel spreads new
+connections evenly (one socket shared by all balances badly).  Workers are
+fresh interpreters (fork + exec, each with its own reactor and epoll) that
+adopt their sockets.  The supervisor restarts a worker that dies, forwards
+SIGHUP (after checking the new file itself) and stops them all on shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from dantex import __version__
+from dantex._interfaces import IServerReactor
+from dantex.config import ConfigErrors, load
+from dantex.config.model import Config
+from dantex.log.format import dante_addr
+from dantex.log.output import DanteLog
+from dantex.protocol.address import Address
+from dantex.server.service import InheritedSocket
+
+__all__ = ["SupervisorService", "default_worker_count"]
+
+#: Seconds before restarting a worker that died; doubles while it keeps dying.
+_RESTART_DELAY = 0.5
+_RESTART_MAX = 30.0
+#: A worker that lived this long resets the back-off.
+_HEALTHY_AFTER = 10.0
+
+
+def default_worker_count() -> int:
+    """One worker per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class _Worker(ProcessProtocol):
+    """One worker process; tells the supervisor when it ends."""
+
+    def __init__(self, supervisor: SupervisorService, index: int) -> None:
+        self.supervisor = supervisor
+        self.index = index
+        self.started = 0.0
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.supervisor._worker_ended(self, reason)
+
+
+class SupervisorService(service.Service):
+    """Binds the listeners, runs ``count`` workers, keeps them running."""
+
+    def __init__(
+        self,
+        config_path: str | None,
+        config: Config,
+        reactor: IServerReactor,
+        *,
+        count: int,
+        relay_mode: str = "auto",
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.reactor = reactor
+        self.count = count
+        self.relay_mode = relay_mode
+        self.log = DanteLog(config.logoutput, config.errorlog, reactor)
+        #: per worker: the sockets it serves
+        self.sockets: list[list[tuple[socket.socket, str, int]]] = [
+            [] for _ in range(count)
+        ]
+        self.workers: dict[int, _Worker] = {}
+        self.delays = [_RESTART_DELAY] * count
+        self.stopping = False
+        self._old_hup: Any = None
+
+    # -- start -------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """Bind one SO_REUSEPORT socket per worker for every internal address."""
+        for internal in self.config.internals:
+            family = socket.AF_INET6 if ":" in internal.host else socket.AF_INET
+            port = internal.port
+            for i in range(self.count):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind((internal.host, port))
+                    sock.listen(511)
+                except OSError as e:
+                    sock.close()
+                    where = f"{internal.host}.{internal.port}"
+                    message = (
+                        f"cannot listen on {where} ({internal.span}): {e.strerror}"
+                    )
+                    self.log.error(message)
+                    self.log.flush()
+                    print(f"dantex: {message}", file=sys.stderr)
+                    raise SystemExit(1) from None
+                sock.setblocking(False)
+                port = sock.getsockname()[1]  # port 0: the others join the same
+                self.sockets[i].append((sock, internal.host, port))
+            bound = Address.from_host(internal.host, port)
+            self.log.info(f"listening on {dante_addr(bound)} ({self.count} workers)")
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        for i in range(self.count):
+            self._spawn(i)
+        self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")
+
+    def _spawn(self, index: int) -> None:
+        child_fds: dict[int, int | str] = {0: 0, 1: 1, 2: 2}
+        specs = []
+        for n, (sock, host, port) in enumerate(self.sockets[index]):
+            fd = 3 + n
+            child_fds[fd] = sock.fileno()
+            specs.append(f"{fd},{int(sock.family)},{port},{host}")
+        args = [
+            sys.executable,
+            "-m",
+            "dantex.server.worker_main",
+            "--index",
+            str(index),
+            "--relay",
+            self.relay_mode,
+        ]
+        if self.config_path is not None:
+            args += ["--config", self.config_path]
+        for spec in specs:
+            args += ["--socket", spec]
+        worker = _Worker(self, index)
+        worker.started = self.reactor.seconds()
+        self.workers[index] = worker
+        self.reactor.spawnProcess(
+            worker, sys.executable, args, env=os.environ.copy(), childFDs=child_fds
+        )
+
+    # -- life of workers ---------------------------------------------------------
+
+    def _worker_ended(self, worker: _Worker, reason: Failure) -> None:
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if self.stopping:
+            return
+        how = (
+            "exited"
+            if reason.check(ProcessDone)
+            else f"died ({reason.getErrorMessage()})"
+        )
+        lived = self.reactor.seconds() - worker.started
+        if lived >= _HEALTHY_AFTER:
+            self.delays[worker.index] = _RESTART_DELAY
+        delay = self.delays[worker.index]
+        self.delays[worker.index] = min(delay * 2, _RESTART_MAX)
+        self.log.warning(f"worker {worker.index} {how}; restarting it in {delay:g}s")
+        self.reactor.callLater(delay, self._respawn, worker.index)
+
+    def _respawn(self, index: int) -> None:
+        if not self.stopping and index not in self.workers:
+            self._spawn(index)
+
+    def _signal_all(self, signum: int) -> None:
+        for worker in list(self.workers.values()):
+            try:
+                worker.transport.signalProcess(signum)  # type: ignore[union-attr]
+            except Exception:
+                pass
+
+    # -- reload and stop -------------------------------------------------------------
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> bool:
+        """Check the file; if good, have every worker reload it."""
+        self.log.info("SIGHUP [: reloading config")
+        try:
+            config = load(self.config_path)
+        except ConfigErrors as e:
+            for err in e.errors:
+                self.log.error(err.headline())
+            self.log.error("config reload failed; keeping the configuration in force")
+            return False
+        self.config = config
+        self.log.reopen()
+        self._signal_all(signal.SIGHUP)
+        self.log.info(
+            "SIGHUP ]: config reloaded.  Broadcasting to workers to do the same"
+        )
+        return True
+
+    def stopService(self) -> Deferred[Any]:
+        self.stopping = True
+        if self._old_hup is not None:
+            signal.signal(signal.SIGHUP, self._old_hup)
+        waits = [w.ended for w in self.workers.values()]
+        self._signal_all(signal.SIGTERM)
+        self.log.info("dantex/server shutting down")
+        self.log.flush()
+        super().stopService()  # type: ignore[no-untyped-call]
+        done: Deferred[Any] = DeferredList(waits)
+
+        def close(result: object) -> object:
+            for socks in self.sockets:
+                for sock, _host, _port in socks:
+                    sock.close()
+            return result
+
+        return done.addBoth(close)
+
+
+def inherited_from_spec(spec: str) -> InheritedSocket:
+    """Parse ``fd,family,port,host`` as passed on a worker's command line."""
+    fd, family, port, host = spec.split(",", 3)
+    return InheritedSocket(int(fd), int(family), host, int(port))
