@@ -136,7 +136,7 @@ class FakeRelay(Relay):
     def counts(self) -> tuple[int, int, int, int]:
         return (len(self.leftover), 0, 0, len(self.leftover))
 
-    def abort(self, reason: EndReason) -> None:
+    def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         self.aborted = reason
         self._ended(reason)
 

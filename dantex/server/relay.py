@@ -76,14 +76,15 @@ class Relay:
         self._timed_out()
 
     def _timed_out(self) -> None:
-        self.abort(EndReason("timeout", f"i/o timeout ({self._io_timeout:g}s idle)"))
+        reason = EndReason("timeout", f"i/o timeout ({self._io_timeout:g}s idle)")
+        self.abort(reason, reset=False)
 
     def start(self) -> None:
         """Begin relaying (called once the session has recorded the relay)."""
         raise NotImplementedError
 
-    def abort(self, reason: EndReason) -> None:
-        """End the session now (both connections closed)."""
+    def abort(self, reason: EndReason, *, reset: bool = True) -> None:
+        """End the session now: both connections reset (or closed in order)."""
         raise NotImplementedError
 
     def counts(self) -> tuple[int, int, int, int]:
@@ -250,11 +251,14 @@ class TwistedRelay(Relay):
             self.target_written,
         )
 
-    def abort(self, reason: EndReason) -> None:
+    def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         self._first = reason
-        self.client.abortConnection()
-        if self.target is not None:
-            self.target.abortConnection()
+        for transport in (self.client, self.target):
+            if transport is not None:
+                if reset:
+                    transport.abortConnection()
+                else:
+                    transport.loseConnection()
 
 
 def _error_text(reason: Failure) -> str | None:

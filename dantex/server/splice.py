@@ -331,9 +331,9 @@ class SpliceRelay(Relay):
             return
         self._close(EndReason(side.name, error), reset=True)
 
-    def abort(self, reason: EndReason) -> None:
+    def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         if not self._done:
-            self._close(reason, reset=True)
+            self._close(reason, reset=reset)
 
     def _close(self, reason: EndReason, *, reset: bool) -> None:
         self._done = True

@@ -14,12 +14,14 @@ peer with custom arguments, stopped after the test.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 import pytest
 
+from tests.integration.dantex_server import DantexServer, start_dantex
 from tests.integration.peers import (
     Daemon,
     Danted,
@@ -193,3 +195,66 @@ def oidentd(_session_peers: StartPeer) -> Oidentd:
 def ident_user() -> str:
     """Name of the no-login system user ``identuser`` (created if missing)."""
     return under_policy(ensure_ident_user)
+
+
+# -- dantex itself -------------------------------------------------------------
+
+#: Rules that let loopback clients reach anything, with full logging.
+OPEN_RULES = """\
+client pass {
+  from: 127.0.0.0/8 to: 0/0
+  log: error connect disconnect
+}
+client pass {
+  from: ::1/128 to: 0/0
+  log: error connect disconnect
+}
+socks pass {
+  from: 0/0 to: 0/0
+  log: error connect disconnect
+}
+"""
+
+
+class RunDantex:
+    """Start ``twistd -n dante`` with a generated config; stopped at teardown."""
+
+    def __init__(self, stack: ExitStack, tmp: Path) -> None:
+        self._stack = stack
+        self._tmp = tmp
+        self._n = 0
+
+    def __call__(
+        self,
+        rules: str = OPEN_RULES,
+        *,
+        settings: str = "",
+        internal: str = "internal: 127.0.0.1 port = 0",
+        extra_args: Sequence[str] = (),
+        workers: int | None = None,
+        relay: str = "auto",
+    ) -> DantexServer:
+        self._n += 1
+        n_workers = (
+            workers
+            if workers is not None
+            else int(os.environ.get("DANTEX_TEST_WORKERS", "1"))
+        )
+        config = f"{internal}\nsocksmethod: none\n{settings}\n{rules}"
+        args = ["--workers", str(n_workers), "--relay", relay, *extra_args]
+        expect = internal.count("internal:")
+        return self._stack.enter_context(
+            start_dantex(
+                config,
+                self._tmp / f"dantex{self._n}",
+                extra_args=args,
+                expect_ports=expect,
+            )
+        )
+
+
+@pytest.fixture
+def dantex(tmp_path: Path) -> Iterator[RunDantex]:
+    """``dantex(rules, settings=..., relay=...)`` starts a real server."""
+    with ExitStack() as stack:
+        yield RunDantex(stack, tmp_path)

@@ -22,7 +22,7 @@ from attrs import frozen
 __all__ = ["REPO", "DantexServer", "run_twistd", "start_dantex"]
 
 REPO = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"listening on (\S+)\.(\d+)$", re.M)
+_LISTENING = re.compile(r"listening on (\S+)\.(\d+)\b", re.M)
 
 
 def twistd_command() -> list[str]:
