@@ -18,6 +18,7 @@ from dantex.protocol import NEED_DATA, ProtocolError
 __all__ = [
     "BOUNDED",
     "MODES",
+    "SPLIT_MODES",
     "TRAILER",
     "Codec",
     "Mode",
@@ -31,6 +32,9 @@ __all__ = [
 Mode = Literal["whole", "bytewise", "trailing"]
 #: Parametrize a test over the three ways of feeding a vector.
 MODES: Final[tuple[Mode, ...]] = ("whole", "bytewise", "trailing")
+#: For vectors that are incomplete on purpose (over a size cap): trailing
+#: bytes would only make them longer, or complete them.
+SPLIT_MODES: Final[tuple[Mode, ...]] = ("whole", "bytewise")
 #: Bytes appended in "trailing" mode; they must come back from ``leftover()``.
 TRAILER: Final = b"\x00\xfftrailing bytes\r\n"
 
