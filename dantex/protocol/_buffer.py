@@ -8,6 +8,9 @@ from dantex.protocol.errors import RemoteProtocolError
 
 __all__ = ["NEED_DATA", "ReceiveBuffer"]
 
+#: RFC 1928 §6 "general SOCKS server failure", the default error reply.
+_GENERAL_FAILURE = 0x01
+
 
 @final
 class _NeedData:
@@ -50,6 +53,22 @@ class ReceiveBuffer:
                 f"peer sent more than {self._max} bytes before we could answer"
             )
         self._data += data
+
+    def enforce_bound(self, *, reply: int | None = _GENERAL_FAILURE) -> None:
+        """Raise if more than ``max_size`` bytes are still unconsumed.
+
+        Codecs call this when they return :data:`NEED_DATA`, so only an
+        *incomplete* message is bounded (h11's rule): bytes a peer pipelines
+        after a complete message are kept, whatever their size.
+
+        :param reply: the ``reply`` of the error (``None`` where no RFC 1928
+            §6 reply fits the phase, e.g. before method selection).
+        """
+        if len(self._data) > self._max:
+            raise RemoteProtocolError(
+                f"peer sent more than {self._max} bytes before we could answer",
+                reply=reply,
+            )
 
     def __len__(self) -> int:
         return len(self._data)

@@ -106,17 +106,36 @@ class Socks4ServerCodec:
         self._state = _State.AWAIT_REQUEST
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes (bounded until the request is complete)."""
-        self._buf.feed(data, bounded=self._state is _State.AWAIT_REQUEST)
+        """Add received bytes.
+
+        The ``max_buffer`` bound is enforced by :meth:`next_event` on an
+        incomplete request; bytes pipelined after it are kept for
+        :meth:`leftover`.
+        """
+        self._buf.feed(data, bounded=False)
 
     def next_event(self) -> Socks4Request | _NeedData:
         """The request once complete, else :data:`NEED_DATA`.
 
-        :raises RemoteProtocolError: wrong version, unknown command, or an
-            over-long USERID or host name.
+        After an error carrying a reply code, :meth:`reply` may answer it;
+        after a wrong version (``reply=None``) the codec is closed.
+
+        :raises RemoteProtocolError: wrong version, unknown command, an
+            over-long USERID or host name, or more than ``max_buffer`` bytes
+            of an incomplete request.
         """
         if self._state is not _State.AWAIT_REQUEST:
             return NEED_DATA
+        try:
+            event = self._request()
+            if event is NEED_DATA:
+                self._buf.enforce_bound()
+        except RemoteProtocolError as e:
+            self._state = _State.CLOSED if e.reply is None else _State.REQUESTED
+            raise
+        return event
+
+    def _request(self) -> Socks4Request | _NeedData:
         data = self._buf.view()
         try:
             if data and data[0] != VERSION:
@@ -159,13 +178,13 @@ class Socks4ServerCodec:
         finally:
             data.release()
         self._buf.consume(end)
-        self._state = _State.REQUESTED
         try:
             command = Socks4Command(cd)
         except ValueError:
             raise RemoteProtocolError(
                 f"unknown socks_v4 command: {cd}", reply=_COMMAND_NOT_SUPPORTED
             ) from None
+        self._state = _State.REQUESTED
         return Socks4Request(command, address, userid, is_4a)
 
     def reply(
@@ -228,8 +247,8 @@ class Socks4ClientCodec:
         self._awaiting = True
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        self._buf.feed(data, bounded=self._awaiting)
+        """Add received bytes (tunnelled bytes may follow a reply at once)."""
+        self._buf.feed(data, bounded=False)
 
     def next_event(self) -> Socks4ReplyReceived | _NeedData:
         """The next reply, or :data:`NEED_DATA`.

@@ -7,12 +7,12 @@ sub-negotiation (:mod:`dantex.protocol.userpass`), §4 (request) and §6
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from enum import Enum, IntEnum, auto
 
 from dantex.protocol import userpass
 from dantex.protocol._buffer import NEED_DATA, ReceiveBuffer, _NeedData
+from dantex.protocol._udp import UdpDatagram, decode_udp, encode_udp
 from dantex.protocol.address import UNSPECIFIED, Address, decode_address
 from dantex.protocol.errors import LocalProtocolError, RemoteProtocolError
 from dantex.protocol.userpass import UserPassRequest
@@ -120,32 +120,60 @@ class Socks5ServerCodec:
     def feed(self, data: bytes) -> None:
         """Add received bytes.
 
-        :raises RemoteProtocolError: more than ``max_buffer`` bytes pending.
+        The ``max_buffer`` bound is enforced by :meth:`next_event`, on the
+        message still incomplete: bytes a client pipelines after its request
+        (optimistic data) stay buffered for :meth:`leftover`.
         """
-        # After the request, bytes belong to the relay; the caller pauses
-        # reading while it connects, so at most one read more arrives.
-        self._buf.feed(data, bounded=self._state not in _AFTER_REQUEST)
+        self._buf.feed(data, bounded=False)
 
     def next_event(self) -> MethodsOffered | UserPassRequest | Request | _NeedData:
         """The next complete message, or :data:`NEED_DATA`.
 
-        :raises RemoteProtocolError: malformed input; ``reply`` says what to
-            answer (``None``: close without a reply).
+        After an error the codec is finished: it is in the state where
+        :meth:`reply` may answer with the error's ``reply`` code (request
+        phase), or closed when that code is ``None`` or no reply fits.
+
+        :raises RemoteProtocolError: malformed input, or more than
+            ``max_buffer`` bytes of an incomplete message; ``reply`` says what
+            to answer (``None``: close without a reply).
         """
         state = self._state
-        if state is _State.AWAIT_METHODS:
-            return self._methods()
-        if state is _State.AWAIT_USERPASS:
-            parsed = userpass.parse_request(self._buf.view())
-            if parsed is None:
-                return NEED_DATA
-            req, used = parsed
-            self._buf.consume(used)
-            self._state = _State.AUTHENTICATING
-            return req
-        if state is _State.AWAIT_REQUEST:
-            return self._request()
-        return NEED_DATA
+        if state in _AFTER_REQUEST:
+            return NEED_DATA
+        # Before the request the client awaits no §6 reply: errors close.
+        in_request = state is _State.AWAIT_REQUEST
+        try:
+            event: MethodsOffered | UserPassRequest | Request | _NeedData
+            if state is _State.AWAIT_METHODS:
+                event = self._methods()
+            elif state is _State.AWAIT_USERPASS:
+                event = self._userpass()
+            elif state is _State.AWAIT_REQUEST:
+                event = self._request()
+            else:  # SELECTING, AUTHENTICATING: our answer is due first
+                event = NEED_DATA
+            if event is NEED_DATA:
+                self._buf.enforce_bound(
+                    reply=Reply.GENERAL_FAILURE if in_request else None
+                )
+        except RemoteProtocolError as e:
+            answerable = in_request and e.reply is not None
+            self._state = _State.REQUESTED if answerable else _State.CLOSED
+            raise
+        return event
+
+    def _userpass(self) -> UserPassRequest | _NeedData:
+        data = self._buf.view()
+        try:
+            parsed = userpass.parse_request(data)
+        finally:
+            data.release()
+        if parsed is None:
+            return NEED_DATA
+        req, used = parsed
+        self._buf.consume(used)
+        self._state = _State.AUTHENTICATING
+        return req
 
     def _methods(self) -> MethodsOffered | _NeedData:
         data = self._buf.view()
@@ -202,7 +230,6 @@ class Socks5ServerCodec:
         try:
             command = Command(cmd)
         except ValueError:
-            self._state = _State.REQUESTED
             raise RemoteProtocolError(
                 f"unknown socks_v5 command: {cmd}", reply=Reply.COMMAND_NOT_SUPPORTED
             ) from None
@@ -316,14 +343,23 @@ class Socks5ClientCodec:
         self._state = _CState.AWAIT_REPLY
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        self._buf.feed(data, bounded=self._state is not _CState.IDLE)
+        """Add received bytes (tunnelled bytes may follow a reply at once)."""
+        self._buf.feed(data, bounded=False)
 
     def next_event(self) -> MethodSelected | AuthResult | ReplyReceived | _NeedData:
         """The next complete server message, or :data:`NEED_DATA`.
 
-        :raises RemoteProtocolError: a malformed or unexpected answer.
+        :raises RemoteProtocolError: a malformed or unexpected answer, or
+            more than ``max_buffer`` bytes of an incomplete one.
         """
+        if self._state is _CState.IDLE:
+            return NEED_DATA
+        event = self._parse()
+        if event is NEED_DATA:
+            self._buf.enforce_bound()
+        return event
+
+    def _parse(self) -> MethodSelected | AuthResult | ReplyReceived | _NeedData:
         state = self._state
         event: MethodSelected | AuthResult | ReplyReceived
         data = self._buf.view()
@@ -366,39 +402,3 @@ class Socks5ClientCodec:
     def leftover(self) -> bytes:
         """Bytes after the last reply: the start of the tunnelled stream."""
         return self._buf.take_all()
-
-
-# --- UDP (§7) --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UdpDatagram:
-    """A §7 UDP request header and its payload."""
-
-    frag: int
-    address: Address
-    data: bytes
-
-
-_RSV = struct.Struct("!H")
-
-
-def encode_udp(address: Address, data: bytes, frag: int = 0) -> bytes:
-    """``RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA`` (§7)."""
-    return b"\x00\x00" + bytes((frag,)) + address.encode() + data
-
-
-def decode_udp(datagram: bytes) -> UdpDatagram:
-    """Parse a §7 datagram.
-
-    :raises RemoteProtocolError: truncated header, non-zero RSV or bad ATYP.
-    """
-    if len(datagram) < 4:
-        raise RemoteProtocolError("truncated SOCKS UDP header")
-    if datagram[0] or datagram[1]:
-        raise RemoteProtocolError("non-zero RSV in SOCKS UDP header")
-    parsed = decode_address(datagram, 3)
-    if parsed is None:
-        raise RemoteProtocolError("truncated address in SOCKS UDP header")
-    address, end = parsed
-    return UdpDatagram(datagram[2], address, datagram[end:])

@@ -39,13 +39,15 @@ def parse_request(data: bytes | memoryview) -> tuple[UserPassRequest, int] | Non
     :returns: the request and the number of bytes it used, or ``None`` if
         ``data`` is still incomplete.
     :raises RemoteProtocolError: wrong sub-negotiation version or an empty
-        user name.
+        user name, with ``reply=None``: no RFC 1928 §6 reply fits in the middle
+        of the sub-negotiation, so the server closes (as after ``01 01``).
     """
     if not data:
         return None
     if data[0] != VERSION:
         raise RemoteProtocolError(
-            f"username/password sub-negotiation version {data[0]} is not 1"
+            f"username/password sub-negotiation version {data[0]} is not 1",
+            reply=None,
         )
     if len(data) < 2:
         return None
@@ -57,7 +59,9 @@ def parse_request(data: bytes | memoryview) -> tuple[UserPassRequest, int] | Non
     if len(data) < end:
         return None
     if ulen == 0:
-        raise RemoteProtocolError("empty user name in username/password request")
+        raise RemoteProtocolError(
+            "empty user name in username/password request", reply=None
+        )
     return (
         UserPassRequest(bytes(data[2 : 2 + ulen]), bytes(data[3 + ulen : end])),
         end,
