@@ -7,6 +7,7 @@ port": the codecs produce it, rules match it, logs print it.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -21,6 +22,13 @@ __all__ = [
 ]
 
 _PORT = struct.Struct("!H")
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+_pton = socket.inet_pton
+_ntop = socket.inet_ntop
+#: RFC 4291 §2.5.5.2 IPv4-mapped prefix ::ffff:0:0/96
+_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+_ZERO12 = bytes(12)
 
 #: RFC 1928 §6 reply codes used here (not imported from socks5 to keep the
 #: dependency one-way).
@@ -60,19 +68,16 @@ class Address:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
+            return cls(AddressType.IPV4, _ntop(_AF_INET, _pton(_AF_INET, host)), port)
+        except (OSError, ValueError):
+            pass
+        try:
+            packed = _pton(_AF_INET6, host)
+        except (OSError, ValueError):
             if not host or len(host.encode("utf-8", "surrogateescape")) > 255:
                 raise ValueError(f"bad host name {host!r}") from None
             return cls(AddressType.DOMAIN, host, port)
-        if ip.version == 4:
-            return cls(AddressType.IPV4, str(ip), port)
-        v6 = ip
-        assert isinstance(v6, ipaddress.IPv6Address)
-        if v6.ipv4_mapped is not None:
-            # RFC 4291 §2.5.5.2: treat ::ffff:a.b.c.d as the IPv4 address it is.
-            return cls(AddressType.IPV4, str(v6.ipv4_mapped), port)
-        return cls(AddressType.IPV6, str(v6), port)
+        return _from_packed6(packed, port)
 
     @property
     def is_ip(self) -> bool:
@@ -82,9 +87,9 @@ class Address:
     def packed_host(self) -> bytes:
         """The address part of RFC 1928 §5 without ATYP and port."""
         if self.type is AddressType.IPV4:
-            return ipaddress.IPv4Address(self.host).packed
+            return _pton(_AF_INET, self.host)
         if self.type is AddressType.IPV6:
-            return ipaddress.IPv6Address(self.host).packed
+            return _pton(_AF_INET6, self.host)
         name = self.host.encode("utf-8", "surrogateescape")
         return bytes((len(name),)) + name
 
@@ -100,6 +105,16 @@ class Address:
         if self.type is AddressType.IPV6:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+def _from_packed6(packed: bytes, port: int) -> Address:
+    """An IPv6 address from 16 bytes; IPv4-mapped ones become IPv4 (RFC 4291)."""
+    head = packed[:12]
+    if head == _MAPPED_PREFIX:
+        return Address(AddressType.IPV4, _ntop(_AF_INET, packed[12:]), port)
+    if head == _ZERO12:  # libc writes ::a.b.c.d here; RFC 5952 wants ::102:304
+        return Address(AddressType.IPV6, str(ipaddress.IPv6Address(packed)), port)
+    return Address(AddressType.IPV6, _ntop(_AF_INET6, packed), port)
 
 
 #: Dante's "unknown address" in logs (``0.0.0.0.0``).
@@ -126,17 +141,14 @@ def decode_address(
         end = offset + 1 + 4
         if len(data) < end + 2:
             return None
-        host = str(ipaddress.IPv4Address(bytes(data[offset + 1 : end])))
+        host = _ntop(_AF_INET, bytes(data[offset + 1 : end]))
         kind = AddressType.IPV4
     elif atyp == AddressType.IPV6:
         end = offset + 1 + 16
         if len(data) < end + 2:
             return None
-        v6 = ipaddress.IPv6Address(bytes(data[offset + 1 : end]))
-        if v6.ipv4_mapped is not None:
-            host, kind = str(v6.ipv4_mapped), AddressType.IPV4
-        else:
-            host, kind = str(v6), AddressType.IPV6
+        mapped = _from_packed6(bytes(data[offset + 1 : end]), 0)
+        host, kind = mapped.host, mapped.type
     elif atyp == AddressType.DOMAIN:
         if len(data) < offset + 2:
             return None

@@ -9,6 +9,7 @@ matches both and every host name.  ``.domain`` matches on label boundaries
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -100,13 +101,14 @@ def _compile_host(spec: AddressSpec) -> Matcher:
 
             return any_of_family
 
+        fam = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        pton = socket.inet_pton
+        from_bytes = int.from_bytes
+
         def network(addr: Address, answers: Answers) -> str | None:
             if addr.type is want:
-                return (
-                    addr.host
-                    if lo <= int(ipaddress.ip_address(addr.host)) <= hi
-                    else None
-                )
+                value = from_bytes(pton(fam, addr.host), "big")
+                return addr.host if lo <= value <= hi else None
             if addr.type is AddressType.DOMAIN:
                 for ip in _answer(answers, "forward", addr.host):
                     parsed = ipaddress.ip_address(ip)

@@ -1,9 +1,10 @@
-"""Taking a connected socket away from its Twisted TCP transport.
+"""Taking a negotiated client connection away from its transport for the relay.
 
-After negotiation the splice relay drives the client's socket itself.  The
-transport is taken out of the reactor, its file descriptor detached (so the
-transport can never close it), and any bytes it had not yet sent are handed
-over with the socket.
+A :class:`~dantex.server.lean.LeanTransport` hands over its registered
+descriptor as is.  A Twisted TCP transport (used when a session is served by
+Twisted's own port, e.g. in embedding applications) is taken out of the
+reactor, its file descriptor detached so the transport can never close it,
+and any bytes it had not yet sent are handed over with the socket.
 """
 
 from __future__ import annotations
@@ -11,23 +12,30 @@ from __future__ import annotations
 import socket
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IReactorFDSet
 
-__all__ = ["can_take_socket", "take_socket"]
+from dantex.server.lean import Conn, LeanTransport
 
-
-def can_take_socket(transport: object) -> bool:
-    """Whether ``transport`` is a plain TCP transport we can detach (not TLS)."""
-    return type(transport) in (tcp.Server, tcp.Client) and getattr(
-        transport, "connected", False
-    )
+__all__ = ["take_client"]
 
 
-def take_socket(transport: tcp.Connection) -> tuple[socket.socket, bytes]:
-    """Detach the socket from ``transport``.
+def take_client(transport: object, reactor: IReactorFDSet) -> tuple[Conn, bytes]:
+    """The client's descriptor and the bytes its transport had not yet sent.
 
-    :returns: a socket object owning the descriptor, and the bytes the
-        transport had buffered but not yet written.
+    :raises TypeError: the transport is not plain TCP (e.g. TLS): its bytes
+        cannot be relayed by the kernel.
     """
+    if isinstance(transport, LeanTransport):
+        return transport.take()
+    if type(transport) in (tcp.Server, tcp.Client) and getattr(
+        transport, "connected", False
+    ):
+        sock, unsent = _detach(transport)  # type: ignore[arg-type]
+        return Conn(reactor, sock), unsent
+    raise TypeError(f"cannot relay a {type(transport).__name__} connection")
+
+
+def _detach(transport: tcp.Connection) -> tuple[socket.socket, bytes]:
     transport.stopReading()
     transport.stopWriting()
     unsent = bytes(transport.dataBuffer[transport.offset :]) + b"".join(

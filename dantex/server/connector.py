@@ -14,7 +14,12 @@ import os
 import socket
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorFDSet, IReactorTime, IWriteDescriptor
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorFDSet,
+    IReactorTime,
+    IWriteDescriptor,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -33,6 +38,7 @@ class _Connecting:
         self.sock = sock
         self.fd = sock.fileno()
         self.deferred: Deferred[socket.socket] = Deferred(self._cancel)
+        self.timer: IDelayedCall | None = None
 
     def fileno(self) -> int:
         return self.fd
@@ -44,9 +50,9 @@ class _Connecting:
         self._reactor.removeWriter(self)
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            self.sock.close()
-            self.deferred.errback(Failure(OSError(err, os.strerror(err))))
+            self._fail(OSError(err, os.strerror(err)))
         else:
+            self._stop_timer()
             self.deferred.callback(self.sock)
 
     def connectionLost(self, reason: Failure) -> None:
@@ -57,12 +63,27 @@ class _Connecting:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError:
             err = 0
+        self._fail(OSError(err, os.strerror(err)) if err else reason.value)
+
+    def timed_out(self) -> None:
+        self.timer = None
+        self._reactor.removeWriter(self)
+        self._fail(TimeoutError("connect timed out"))
+
+    def _fail(self, error: BaseException | None) -> None:
+        self._stop_timer()
         self.sock.close()
-        if err:
-            reason = Failure(OSError(err, os.strerror(err)))
-        self.deferred.errback(reason)
+        if not self.deferred.called:
+            self.deferred.errback(Failure(error or ConnectionError("connect failed")))
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
 
     def _cancel(self, d: Deferred[socket.socket]) -> None:
+        self._stop_timer()
         self._reactor.removeWriter(self)
         self.sock.close()
         d.errback(Failure(CancelledError()))
@@ -89,7 +110,7 @@ class TcpConnector:
 
         :param source: local address to send from (port chosen by the kernel).
         :param timeout: seconds before giving up (0: the kernel's own limit);
-            fails with ``twisted.internet.defer.TimeoutError``.
+            fails with ``TimeoutError``.
         :returns: fires with a connected non-blocking socket with TCP_NODELAY,
             or fails with the ``OSError`` of the connect.  Cancelling closes
             the socket.
@@ -120,8 +141,7 @@ class TcpConnector:
             return d
         pending = _Connecting(self._reactor, sock)
         self._reactor.addWriter(pending)
-        d = pending.deferred
         if timeout > 0:
-            assert IReactorTime.providedBy(self._reactor)
-            d.addTimeout(timeout, self._reactor)
-        return d
+            clock: IReactorTime = self._reactor  # type: ignore[assignment]
+            pending.timer = clock.callLater(timeout, pending.timed_out)
+        return pending.deferred

@@ -17,7 +17,7 @@ from dantex._interfaces import IServerReactor
 from dantex.config.model import Config
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
-from dantex.server._handover import can_take_socket, take_socket
+from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
 from dantex.server.relay import Relay, TwistedRelay
 from dantex.server.resolve import Resolver
@@ -78,13 +78,12 @@ class Runtime:
     ) -> Relay:
         """A relay between ``session``'s client and ``target`` (not started).
 
-        The splice relay when allowed and the client transport is plain TCP;
-        otherwise the Twisted relay.  ``reply`` goes to the client first,
-        ``leftover`` (client bytes that came with the request) to the target.
+        The splice relay when allowed, else the Twisted relay.  ``reply`` goes
+        to the client first, ``leftover`` (client bytes that came with the
+        request) to the target.
         """
-        transport = session.transport
-        if self.use_splice and can_take_socket(transport):
-            client, unsent = take_socket(transport)  # type: ignore[arg-type]
+        client, unsent = take_client(session.transport, self.reactor)
+        if self.use_splice:
             return SpliceRelay(
                 self.reactor,
                 self.clock,
@@ -96,16 +95,15 @@ class Runtime:
                 to_target=leftover,
                 io_timeout=io_timeout,
             )
-        assert transport is not None
-        transport.write(reply)
         return TwistedRelay(
             self.reactor,
             self.clock,
-            transport,
+            client.release(),
             target,
-            leftover,
             session.relay_ended,
-            io_timeout,
+            to_client=unsent + reply,
+            to_target=leftover,
+            io_timeout=io_timeout,
         )
 
     def is_own_address(self, ip: str, port: int, local_ip: str) -> bool:

@@ -49,7 +49,7 @@ def describe_failure(exc: BaseException) -> ConnectFailed:
         return ConnectFailed(
             Reply.HOST_UNREACHABLE, f"could not resolve: {exc.strerror}"
         )
-    if isinstance(exc, defer.TimeoutError | terror.TimeoutError):
+    if isinstance(exc, defer.TimeoutError | terror.TimeoutError | TimeoutError):
         return ConnectFailed(Reply.TTL_EXPIRED, "connect timed out")
     if isinstance(exc, OSError) and exc.errno is not None:
         reply = _ERRNO_REPLY.get(exc.errno, Reply.GENERAL_FAILURE)

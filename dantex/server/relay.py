@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet import interfaces as ti
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -102,50 +101,57 @@ class Relay:
 
 
 @implementer(ti.IHalfCloseableProtocol)
-class _TargetSide(Protocol):
-    """The target's end of a :class:`TwistedRelay`."""
+class _Side(Protocol):
+    """One end of a :class:`TwistedRelay` (client or target)."""
 
-    def __init__(self, relay: TwistedRelay) -> None:
+    def __init__(self, relay: TwistedRelay, name: str) -> None:
         self.relay = relay
+        self.name = name
+        self.peer: _Side | None = None
+        self.read = 0
 
     def connectionMade(self) -> None:
-        self.relay._target_made(self)
+        self.relay._made(self)
 
     def dataReceived(self, data: bytes) -> None:
+        self.read += len(data)
         relay = self.relay
-        relay.target_read += len(data)
-        relay.client_written += len(data)
-        relay.last_active = relay._clock.seconds()
-        relay.client.write(data)
+        if relay._track:
+            relay.last_active = relay._clock.seconds()
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.write(data)
 
     def readConnectionLost(self) -> None:
-        self.relay._half_closed("target")
+        self.relay._half_closed(self)
 
     def writeConnectionLost(self) -> None:
         pass
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.relay._lost("target", reason)
+        self.relay._lost(self, reason)
 
 
 class _OneShotFactory(ServerFactory):
     noisy = False
 
-    def __init__(self, relay: TwistedRelay) -> None:
-        self.relay = relay
+    def __init__(self, side: _Side) -> None:
+        self.side = side
 
     def buildProtocol(self, addr: object) -> Protocol:
-        return _TargetSide(self.relay)
+        return self.side
 
 
 class TwistedRelay(Relay):
-    """Relay through Twisted transports.
+    """Relay through Twisted transports paired as each other's producers.
 
-    :param client: the client's transport (the session feeds its data in
-        with :meth:`client_data` and reports EOF with :meth:`client_eof`).
-    :param target: the connected target socket; adopted into the reactor and
-        closed here.
+    :param client: the client's connected socket.
+    :param target: the connected target socket.
+    :param to_client: bytes for the client first (e.g. the SOCKS reply).
     :param to_target: bytes the client sent before the relay started.
+
+    Both sockets are adopted into the reactor (which keeps duplicates) and
+    closed here.
     """
 
     kind = "copy"
@@ -154,111 +160,95 @@ class TwistedRelay(Relay):
         self,
         reactor: ti.IReactorSocket,
         clock: IReactorTime,
-        client: Any,
+        client: socket.socket,
         target: socket.socket,
-        to_target: bytes,
         on_end: OnEnd,
+        *,
+        to_client: bytes = b"",
+        to_target: bytes = b"",
         io_timeout: float = 0.0,
     ) -> None:
         super().__init__(clock, on_end, io_timeout)
-        self.client_read = 0
-        self.client_written = 0
-        self.target_read = 0
-        self.target_written = 0
-        self.client = client
-        self.target: Any = None
-        self._closed: set[str] = set()
-        self._eof: set[str] = set()
-        self._first: EndReason | None = None
         self._reactor = reactor
-        self._socket: socket.socket | None = target
-        self._to_target = to_target
+        self._track = io_timeout > 0
+        self._sockets = (client, target)
+        self._initial = (to_client, to_target)
+        self.client = _Side(self, "client")
+        self.target = _Side(self, "target")
+        self.client.peer, self.target.peer = self.target, self.client
+        self._eof: set[str] = set()
+        self._closed: set[str] = set()
+        self._first: EndReason | None = None
+        self._written = [0, 0]
 
     def start(self) -> None:
-        sock, self._socket = self._socket, None
-        assert sock is not None
-        self._reactor.adoptStreamConnection(
-            sock.fileno(), sock.family, _OneShotFactory(self)
-        )
-        sock.close()  # the reactor holds its own duplicate
-        target = self.target
-        if target is None:  # pragma: no cover - adoption always connects
-            raise RuntimeError("target adoption failed")
-        if self._to_target:
-            self.client_read += len(self._to_target)
-            self.target_written += len(self._to_target)
-            target.write(self._to_target)
-            self._to_target = b""
-        target.registerProducer(self.client, True)
-        self.client.registerProducer(target, True)
-        self.client.resumeProducing()
-
-    def _target_made(self, side: _TargetSide) -> None:
-        self.target = side.transport
-
-    def client_data(self, data: bytes) -> None:
-        """Bytes from the client: forward them."""
-        self.client_read += len(data)
-        self.target_written += len(data)
-        self.last_active = self._clock.seconds()
-        if self.target is not None:
-            self.target.write(data)
-
-    def client_eof(self) -> None:
-        """The client shut down its sending side."""
-        self._half_closed("client")
-
-    def _half_closed(self, side: str) -> None:
-        self._eof.add(side)
-        if self._first is None:
-            self._first = EndReason(side)
-        other = self.target if side == "client" else self.client
-        if other is not None:
-            other.loseWriteConnection()
-        if self._eof == {"client", "target"}:
-            self.client.loseConnection()
-            if self.target is not None:
-                self.target.loseConnection()
-
-    def client_lost(self, reason: Failure) -> None:
-        """The client's connection is gone."""
-        self._lost("client", reason)
-
-    def _lost(self, side: str, reason: Failure) -> None:
-        if side in self._closed:
-            return
-        self._closed.add(side)
-        other = self.target if side == "client" else self.client
-        error = _error_text(reason)
-        first = self._first
-        if first is None or (error and side not in self._eof and first.error is None):
-            self._first = EndReason(side, error)
-        if other is not None and (
-            ("target" if side == "client" else "client") not in self._closed
+        for side, sock, first in zip(
+            (self.client, self.target), self._sockets, self._initial, strict=True
         ):
-            if error:
-                other.abortConnection()
-            else:
-                other.loseConnection()
-        if self._closed == {"client", "target"}:
-            self._ended(self._first or EndReason(side))
+            self._reactor.adoptStreamConnection(
+                sock.fileno(), sock.family, _OneShotFactory(side)
+            )
+            sock.close()  # the reactor holds its own duplicate
+            if first and side.transport is not None:
+                side.transport.write(first)
+        self._sockets = ()  # type: ignore[assignment]
+        c, t = self.client.transport, self.target.transport
+        if c is not None and t is not None:
+            c.registerProducer(t, True)  # type: ignore[attr-defined]
+            t.registerProducer(c, True)  # type: ignore[attr-defined]
+
+    def _made(self, side: _Side) -> None:
+        pass
 
     def counts(self) -> tuple[int, int, int, int]:
-        return (
-            self.client_read,
-            self.client_written,
-            self.target_read,
-            self.target_written,
-        )
+        to_target = self._initial[1]
+        c_read = self.client.read + len(to_target)
+        t_read = self.target.read
+        return (c_read, t_read, t_read, c_read)
+
+    def _half_closed(self, side: _Side) -> None:
+        self._eof.add(side.name)
+        if self._first is None:
+            self._first = EndReason(side.name)
+        peer = side.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        if self._eof == {"client", "target"}:
+            for s in (self.client, self.target):
+                if s.transport is not None:
+                    s.transport.loseConnection()
+
+    def _lost(self, side: _Side, reason: Failure) -> None:
+        if side.name in self._closed:
+            return
+        self._closed.add(side.name)
+        error = _error_text(reason)
+        first = self._first
+        if first is None or (
+            error and side.name not in self._eof and first.error is None
+        ):
+            self._first = EndReason(side.name, error)
+        peer = side.peer
+        if (
+            peer is not None
+            and peer.name not in self._closed
+            and peer.transport is not None
+        ):
+            if error:
+                peer.transport.abortConnection()  # type: ignore[attr-defined]
+            else:
+                peer.transport.loseConnection()
+        if self._closed == {"client", "target"}:
+            self._ended(self._first or EndReason(side.name))
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         self._first = reason
-        for transport in (self.client, self.target):
-            if transport is not None:
+        for side in (self.client, self.target):
+            if side.transport is not None:
                 if reset:
-                    transport.abortConnection()
+                    side.transport.abortConnection()  # type: ignore[attr-defined]
                 else:
-                    transport.loseConnection()
+                    side.transport.loseConnection()
 
 
 def _error_text(reason: Failure) -> str | None:

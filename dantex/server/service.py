@@ -9,12 +9,10 @@ import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from attrs import frozen
 from twisted.application import service
-from twisted.internet import error as terror
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -27,6 +25,7 @@ from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
 from dantex.server.context import Policy, Runtime
 from dantex.server.factory import SocksFactory
+from dantex.server.lean import LeanPort, listening_socket
 
 __all__ = ["DanteService", "InheritedSocket"]
 
@@ -84,32 +83,33 @@ class DanteService(service.Service):
         dlog = self.policy.log
         for internal in self.policy.config.internals:
             try:
-                port = self.reactor.listenTCP(
-                    internal.port, self.factory, backlog=511, interface=internal.host
-                )
-            except terror.CannotListenError as e:
+                sock = listening_socket(internal.host, internal.port)
+            except OSError as e:
                 where = f"{internal.host}.{internal.port}"
-                message = f"cannot listen on {where} ({internal.span}): {e.socketError}"
+                message = f"cannot listen on {where} ({internal.span}): {e.strerror}"
                 dlog.error(message)
                 dlog.flush()
                 print(f"dantex: {message}", file=sys.stderr)
                 for p in self.ports:
                     p.stopListening()
                 raise SystemExit(1) from None
+            port = LeanPort(self.reactor, sock, self.factory)
+            port.startListening()
             self.ports.append(port)
-            host = cast(IPv4Address | IPv6Address, port.getHost())
-            self.runtime.listening.add((internal.host, host.port))
-            bound = Address.from_host(internal.host, host.port)
+            actual = int(sock.getsockname()[1])
+            self.runtime.listening.add((internal.host, actual))
+            bound = Address.from_host(internal.host, actual)
             dlog.info(f"listening on {dante_addr(bound)}")
 
     def _adopt(self) -> None:
         """Serve listening sockets a supervisor bound for this worker."""
-        for sock in self.inherited:
-            family = socket.AddressFamily(sock.family)
-            port = self.reactor.adoptStreamPort(sock.fd, family, self.factory)
-            os.close(sock.fd)  # the port holds its own duplicate
+        for inherited in self.inherited:
+            sock = socket.socket(inherited.family, socket.SOCK_STREAM, 0, inherited.fd)
+            sock.setblocking(False)
+            port = LeanPort(self.reactor, sock, self.factory)
+            port.startListening()
             self.ports.append(port)
-            self.runtime.listening.add((sock.host, sock.port))
+            self.runtime.listening.add((inherited.host, inherited.port))
 
     def startService(self) -> None:
         """Drop privileges if asked, install signal handlers, announce."""

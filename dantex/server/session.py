@@ -109,8 +109,12 @@ class SocksSession(Protocol):
         transport = self.transport
         assert transport is not None
         self.started = self.runtime.clock.seconds()
-        self.client = _address_of(transport.getPeer())
-        self.server = _address_of(transport.getHost())
+        fast = getattr(transport, "socks_addresses", None)
+        if fast is not None:
+            self.client, self.server = fast()
+        else:
+            self.client = _address_of(transport.getPeer())
+            self.server = _address_of(transport.getHost())
         self.runtime.sessions.add(self)
         timeout = self.policy.timeouts.negotiate
         if timeout > 0:
@@ -126,10 +130,7 @@ class SocksSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         state = self.state
         if state is State.RELAYING:
-            relay = self.relay
-            if relay is not None:
-                relay.client_data(data)  # type: ignore[attr-defined]
-            return
+            return  # the relay owns the socket now
         if state is State.ACCEPTING:
             self._buffered += data
             return
@@ -143,19 +144,14 @@ class SocksSession(Protocol):
             self.protocol_error(e)
 
     def readConnectionLost(self) -> None:
-        if self.state is State.RELAYING and self.relay is not None:
-            self.relay.client_eof()  # type: ignore[attr-defined]
-        elif self.state is not State.CLOSED:
+        if self.state not in (State.CLOSED, State.RELAYING):
             self.finish("client closed during negotiation", reason_side="client")
 
     def writeConnectionLost(self) -> None:
         pass
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.state is State.RELAYING and self.relay is not None:
-            self.relay.client_lost(reason)  # type: ignore[attr-defined]
-            return
-        if self.state is not State.CLOSED:
+        if self.state not in (State.CLOSED, State.RELAYING):
             self.finish(
                 "client closed during negotiation", reason_side="client", close=False
             )

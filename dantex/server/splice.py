@@ -1,7 +1,9 @@
 """A zero-copy relay for Linux: ``splice(2)`` socket -> pipe -> socket.
 
-Each socket is one reactor descriptor (its read and write roles in one
-object, as the reactor requires).  A direction borrows a pipe from a shared
+Each socket is one :class:`~dantex.server.lean.Conn` registered with the
+reactor (its read and write roles in one object, as the reactor requires);
+the client's is the very descriptor that negotiated, so the hand-over costs
+no re-registration.  A direction borrows a pipe from a shared
 :class:`PipePool` only while bytes sit in it, so idle sessions hold no pipes;
 when no pipe can be had the direction falls back to ``recv``/``send`` through
 one bounded buffer.  A direction stops reading while anything it read is still
@@ -14,16 +16,11 @@ import errno
 import fcntl
 import os
 import socket
-import struct
 
-from twisted.internet.interfaces import (
-    IReactorFDSet,
-    IReactorTime,
-    IReadWriteDescriptor,
-)
+from twisted.internet.interfaces import IReactorFDSet, IReactorTime
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from dantex.server.lean import Conn
 from dantex.server.relay import EndReason, OnEnd, Relay
 
 __all__ = ["PipePool", "SpliceRelay", "splice_available"]
@@ -31,12 +28,14 @@ __all__ = ["PipePool", "SpliceRelay", "splice_available"]
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _COPY_CHUNK = 65536
-_LINGER_RESET = struct.pack("ii", 1, 0)
+_splice = getattr(os, "splice", None)
+
+Pipe = tuple[int, int, int]
 
 
 def splice_available() -> bool:
     """Whether this platform has ``os.splice`` (Linux, Python >= 3.10)."""
-    return hasattr(os, "splice")
+    return _splice is not None
 
 
 class PipePool:
@@ -52,13 +51,13 @@ class PipePool:
         self, size: int = 1 << 20, max_idle: int = 64, max_open: int = 1024
     ) -> None:
         self.size = size
-        self._idle: list[tuple[int, int, int]] = []
+        self._idle: list[Pipe] = []
         self._max_idle = max_idle
         self._max_open = max_open
         self.open_count = 0
         self._resize = True
 
-    def acquire(self) -> tuple[int, int, int] | None:
+    def acquire(self) -> Pipe | None:
         """``(read_fd, write_fd, capacity)`` or None when none can be had."""
         if self._idle:
             return self._idle.pop()
@@ -77,14 +76,14 @@ class PipePool:
         self.open_count += 1
         return (r, w, capacity)
 
-    def release(self, pipe: tuple[int, int, int]) -> None:
+    def release(self, pipe: Pipe) -> None:
         """Return an empty pipe."""
         if len(self._idle) < self._max_idle:
             self._idle.append(pipe)
         else:
             self.discard(pipe)
 
-    def discard(self, pipe: tuple[int, int, int]) -> None:
+    def discard(self, pipe: Pipe) -> None:
         """Close a pipe (it may hold bytes nobody will read)."""
         os.close(pipe[0])
         os.close(pipe[1])
@@ -96,36 +95,6 @@ class PipePool:
             self.discard(self._idle.pop())
 
 
-@implementer(IReadWriteDescriptor)
-class _Side:
-    """One socket of the session, registered with the reactor."""
-
-    __slots__ = ("fd", "name", "reading", "relay", "sock", "writing")
-
-    def __init__(self, relay: SpliceRelay, sock: socket.socket, name: str) -> None:
-        self.relay = relay
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.name = name
-        self.reading = False
-        self.writing = False
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def logPrefix(self) -> str:
-        return f"dantex-splice-{self.name}"
-
-    def doRead(self) -> None:
-        self.relay._pump(self.relay._flow_from[self.name])
-
-    def doWrite(self) -> None:
-        self.relay._drain(self.relay._flow_to[self.name])
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.relay._failed(self, str(reason.value))
-
-
 class _Flow:
     """One direction: bytes read from ``src`` and written to ``dst``."""
 
@@ -135,16 +104,22 @@ class _Flow:
         "eof",
         "pipe",
         "pipe_bytes",
+        "pool",
         "read",
+        "relay",
         "shut",
         "src",
         "written",
     )
 
-    def __init__(self, src: _Side, dst: _Side, initial: bytes) -> None:
+    def __init__(
+        self, relay: SpliceRelay, src: Conn, dst: Conn, initial: bytes
+    ) -> None:
+        self.relay = relay
+        self.pool = relay._pool
         self.src = src
         self.dst = dst
-        self.pipe: tuple[int, int, int] | None = None
+        self.pipe: Pipe | None = None
         self.pipe_bytes = 0
         self.buf = initial
         self.read = 0
@@ -152,12 +127,119 @@ class _Flow:
         self.eof = False
         self.shut = False
 
+    def pump(self) -> None:
+        """``src`` is readable: move what it has towards ``dst``."""
+        relay = self.relay
+        if relay._done:
+            return
+        if self.buf or self.pipe is not None:  # still draining: stop reading
+            self.src.want_read(False)
+            return
+        if relay._track:
+            relay.last_active = relay._clock.seconds()
+        pipe = self.pool.acquire()
+        if pipe is None:
+            self._copy()
+            return
+        try:
+            n = _splice(self.src.fd, pipe[1], pipe[2], flags=_FLAGS)  # type: ignore[misc]
+        except BlockingIOError:
+            self.pool.release(pipe)
+            return
+        except OSError as e:
+            self.pool.release(pipe)
+            relay._failed(self.src, os.strerror(e.errno or errno.EIO))
+            return
+        if n == 0:
+            self.pool.release(pipe)
+            self._eof()
+            return
+        self.read += n
+        self.pipe = pipe
+        self.pipe_bytes = n
+        self.drain()
+
+    def _copy(self) -> None:
+        """No pipe to be had: one bounded recv/send instead."""
+        try:
+            data = self.src.sock.recv(_COPY_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self.relay._failed(self.src, os.strerror(e.errno or errno.EIO))
+            return
+        if not data:
+            self._eof()
+            return
+        self.read += len(data)
+        self.buf = data
+        self.drain()
+
+    def drain(self) -> None:
+        """Write what the flow holds into ``dst``; resume reading when empty."""
+        relay = self.relay
+        if relay._done:
+            return
+        dst = self.dst
+        try:
+            if self.buf:
+                sent = dst.sock.send(self.buf)
+                self.written += sent
+                self.buf = self.buf[sent:]
+            pipe = self.pipe
+            if not self.buf and pipe is not None:
+                while self.pipe_bytes:
+                    m = _splice(pipe[0], dst.fd, self.pipe_bytes, flags=_FLAGS)  # type: ignore[misc]
+                    self.pipe_bytes -= m
+                    self.written += m
+                self.pool.release(pipe)
+                self.pipe = None
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            relay._failed(dst, os.strerror(e.errno or errno.EIO))
+            return
+        if self.buf or self.pipe is not None:
+            self.src.want_read(False)
+            dst.want_write(True)
+            return
+        dst.want_write(False)
+        if self.eof:
+            self._shutdown()
+        else:
+            self.src.want_read(True)
+
+    def _eof(self) -> None:
+        self.eof = True
+        relay = self.relay
+        if relay._first is None:
+            relay._first = EndReason(relay._name(self.src))
+        self.src.want_read(False)
+        if not self.buf and self.pipe is None:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Pass the EOF on: half-close ``dst``; end when both ways are done."""
+        if self.shut:
+            return
+        self.shut = True
+        relay = self.relay
+        other = relay._down if self is relay._up else relay._up
+        if other.shut:  # both done: closing sends the FIN, no shutdown needed
+            relay._close(relay._first or EndReason(relay._name(self.src)), reset=False)
+            return
+        try:
+            self.dst.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
 
 class SpliceRelay(Relay):
     """Relay two connected sockets with ``splice(2)``.
 
-    :param client: the client's socket (taken from its Twisted transport).
-    :param target: the connected target socket.
+    :param client: the client's descriptor (taken from its lean transport) or
+        its socket.
+    :param target: the connected target socket (or descriptor).
     :param to_client: bytes to send the client first (e.g. the SOCKS reply).
     :param to_target: bytes the client sent early, for the target first.
     """
@@ -169,8 +251,8 @@ class SpliceRelay(Relay):
         reactor: IReactorFDSet,
         clock: IReactorTime,
         pool: PipePool,
-        client: socket.socket,
-        target: socket.socket,
+        client: Conn | socket.socket,
+        target: Conn | socket.socket,
         on_end: OnEnd,
         *,
         to_client: bytes = b"",
@@ -180,156 +262,51 @@ class SpliceRelay(Relay):
         super().__init__(clock, on_end, io_timeout)
         self._reactor = reactor
         self._pool = pool
-        c = _Side(self, client, "client")
-        t = _Side(self, target, "target")
-        self._sides = (c, t)
-        up = _Flow(c, t, to_target)
+        c = client if isinstance(client, Conn) else Conn(reactor, client)
+        t = target if isinstance(target, Conn) else Conn(reactor, target)
+        self._client = c
+        self._target = t
+        self._up = up = _Flow(self, c, t, to_target)
         up.read = len(to_target)  # client data that arrived with the request
-        down = _Flow(t, c, to_client)
+        self._down = down = _Flow(self, t, c, to_client)
         down.written = -len(to_client)  # the SOCKS reply is not relayed data
-        self._flow_from = {"client": up, "target": down}
-        self._flow_to = {"target": up, "client": down}
         self._first: EndReason | None = None
         self._done = False
         self._track = io_timeout > 0
+        c.read_cb = up.pump
+        c.write_cb = down.drain
+        c.lost_cb = self._client_lost
+        t.read_cb = down.pump
+        t.write_cb = up.drain
+        t.lost_cb = self._target_lost
 
     def start(self) -> None:
         """Send what is pending and start watching both sockets."""
-        for flow in self._flow_from.values():
+        for flow in (self._up, self._down):
+            if self._done:
+                return
             if flow.buf:
-                self._drain(flow)
-            elif not self._done:
-                self._want_read(flow.src, True)
+                flow.drain()
+            else:
+                flow.src.want_read(True)
 
     def counts(self) -> tuple[int, int, int, int]:
-        up, down = self._flow_from["client"], self._flow_from["target"]
+        up, down = self._up, self._down
         return (up.read, down.written, down.read, up.written)
 
-    # -- reactor registration ------------------------------------------------
+    def _name(self, conn: Conn) -> str:
+        return "client" if conn is self._client else "target"
 
-    def _want_read(self, side: _Side, on: bool) -> None:
-        if on and not side.reading:
-            side.reading = True
-            self._reactor.addReader(side)
-        elif not on and side.reading:
-            side.reading = False
-            self._reactor.removeReader(side)
+    def _client_lost(self, reason: Failure) -> None:
+        self._failed(self._client, _text(reason))
 
-    def _want_write(self, side: _Side, on: bool) -> None:
-        if on and not side.writing:
-            side.writing = True
-            self._reactor.addWriter(side)
-        elif not on and side.writing:
-            side.writing = False
-            self._reactor.removeWriter(side)
+    def _target_lost(self, reason: Failure) -> None:
+        self._failed(self._target, _text(reason))
 
-    # -- moving bytes ----------------------------------------------------------
-
-    def _pump(self, flow: _Flow) -> None:
-        """``flow.src`` is readable: move what it has towards ``flow.dst``."""
-        if self._done:
-            return
-        if flow.buf or flow.pipe is not None:  # still draining: stop reading
-            self._want_read(flow.src, False)
-            return
-        if self._track:
-            self.last_active = self._clock.seconds()
-        pipe = self._pool.acquire()
-        if pipe is None:
-            self._copy(flow)
-            return
-        try:
-            n = os.splice(flow.src.fd, pipe[1], pipe[2], flags=_FLAGS)
-        except BlockingIOError:
-            self._pool.release(pipe)
-            return
-        except OSError as e:
-            self._pool.release(pipe)
-            self._failed(flow.src, os.strerror(e.errno or errno.EIO))
-            return
-        if n == 0:
-            self._pool.release(pipe)
-            self._eof(flow)
-            return
-        flow.read += n
-        flow.pipe = pipe
-        flow.pipe_bytes = n
-        self._drain(flow)
-
-    def _copy(self, flow: _Flow) -> None:
-        """No pipe to be had: one bounded recv/send instead."""
-        try:
-            data = flow.src.sock.recv(_COPY_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as e:
-            self._failed(flow.src, os.strerror(e.errno or errno.EIO))
-            return
-        if not data:
-            self._eof(flow)
-            return
-        flow.read += len(data)
-        flow.buf = data
-        self._drain(flow)
-
-    def _drain(self, flow: _Flow) -> None:
-        """Write what ``flow`` holds into ``flow.dst``; resume reading when empty."""
-        if self._done:
-            return
-        dst = flow.dst
-        try:
-            if flow.buf:
-                sent = dst.sock.send(flow.buf)
-                flow.written += sent
-                flow.buf = flow.buf[sent:]
-            if not flow.buf and flow.pipe is not None:
-                pipe = flow.pipe
-                while flow.pipe_bytes:
-                    m = os.splice(pipe[0], dst.fd, flow.pipe_bytes, flags=_FLAGS)
-                    flow.pipe_bytes -= m
-                    flow.written += m
-                self._pool.release(pipe)
-                flow.pipe = None
-        except BlockingIOError:
-            pass
-        except OSError as e:
-            self._failed(dst, os.strerror(e.errno or errno.EIO))
-            return
-        if flow.buf or flow.pipe is not None:
-            self._want_read(flow.src, False)
-            self._want_write(dst, True)
-            return
-        self._want_write(dst, False)
-        if flow.eof:
-            self._shutdown(flow)
-        else:
-            self._want_read(flow.src, True)
-
-    def _eof(self, flow: _Flow) -> None:
-        flow.eof = True
-        if self._first is None:
-            self._first = EndReason(flow.src.name)
-        self._want_read(flow.src, False)
-        if not flow.buf and flow.pipe is None:
-            self._shutdown(flow)
-
-    def _shutdown(self, flow: _Flow) -> None:
-        """Pass the EOF on: half-close ``dst``; end when both ways are done."""
-        if flow.shut:
-            return
-        flow.shut = True
-        try:
-            flow.dst.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        if all(f.shut for f in self._flow_from.values()):
-            self._close(self._first or EndReason(flow.src.name), reset=False)
-
-    def _failed(self, side: _Side, error: str) -> None:
-        """An error on ``side``: reset the other side too, and end."""
-        if self._done:
-            return
-        self._close(EndReason(side.name, error), reset=True)
+    def _failed(self, conn: Conn, error: str) -> None:
+        """An error on ``conn``: reset the other side too, and end."""
+        if not self._done:
+            self._close(EndReason(self._name(conn), error), reset=True)
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         if not self._done:
@@ -337,20 +314,17 @@ class SpliceRelay(Relay):
 
     def _close(self, reason: EndReason, *, reset: bool) -> None:
         self._done = True
-        for side in self._sides:
-            self._want_read(side, False)
-            self._want_write(side, False)
-        for flow in self._flow_from.values():
+        for flow in (self._up, self._down):
             if flow.pipe is not None:
                 self._pool.discard(flow.pipe)
                 flow.pipe = None
-        for side in self._sides:
-            if reset:
-                try:
-                    side.sock.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET
-                    )
-                except OSError:
-                    pass
-            side.sock.close()
+        self._client.close(reset=reset)
+        self._target.close(reset=reset)
         self._ended(reason)
+
+
+def _text(reason: Failure) -> str:
+    value = reason.value
+    if isinstance(value, OSError) and value.strerror:
+        return value.strerror
+    return "Connection reset by peer"

@@ -89,6 +89,18 @@ class Options(usage.Options):
             print(f"{name}: configuration OK")
             raise SystemExit(0)
         self.parsed: Config = config
+        _install_reactor()
+
+
+def _install_reactor() -> None:
+    """Use dantex's epoll reactor unless one was chosen (``twistd -r``) already."""
+    if "twisted.internet.reactor" in sys.modules:
+        return
+    try:
+        from dantex.server.reactor import install
+    except ImportError:  # no epoll on this platform: Twisted's default
+        return
+    install()
 
 
 def makeService(options: Options) -> service.IService:

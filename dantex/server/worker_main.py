@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", action="append", default=[])
     args = parser.parse_args(argv)
 
-    from twisted.internet import epollreactor
+    from dantex.server.reactor import install
 
-    epollreactor.install()
+    install()
     from typing import cast
 
     from twisted.internet import reactor

@@ -30,6 +30,7 @@ from dantex.config.model import Config
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
+from dantex.server.lean import listening_socket
 from dantex.server.service import InheritedSocket
 
 __all__ = ["SupervisorService", "default_worker_count"]
@@ -95,19 +96,11 @@ class SupervisorService(service.Service):
     def privilegedStartService(self) -> None:
         """Bind one SO_REUSEPORT socket per worker for every internal address."""
         for internal in self.config.internals:
-            family = socket.AF_INET6 if ":" in internal.host else socket.AF_INET
             port = internal.port
             for i in range(self.count):
-                sock = socket.socket(family, socket.SOCK_STREAM)
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                    if family == socket.AF_INET6:
-                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.bind((internal.host, port))
-                    sock.listen(511)
+                    sock = listening_socket(internal.host, port, reuse_port=True)
                 except OSError as e:
-                    sock.close()
                     where = f"{internal.host}.{internal.port}"
                     message = (
                         f"cannot listen on {where} ({internal.span}): {e.strerror}"
@@ -116,7 +109,6 @@ class SupervisorService(service.Service):
                     self.log.flush()
                     print(f"dantex: {message}", file=sys.stderr)
                     raise SystemExit(1) from None
-                sock.setblocking(False)
                 port = sock.getsockname()[1]  # port 0: the others join the same
                 self.sockets[i].append((sock, internal.host, port))
             bound = Address.from_host(internal.host, port)
