@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Protocol
 
 from attrs import frozen
@@ -18,7 +19,7 @@ from dantex.config.interfaces import interface_addresses
 from dantex.config.model import AddressSpec, AddressSpecKind
 from dantex.protocol.address import Address, AddressType
 
-__all__ = ["Answers", "Lookup", "NeedLookup", "compile_address"]
+__all__ = ["Answers", "Lookup", "NeedLookup", "compile_address", "ip_int"]
 
 
 @frozen
@@ -47,6 +48,12 @@ class Answers(Protocol):
 #: A compiled matcher: (address, answers) -> the IP that matched, "" for a
 #: match not tied to one IP, or None for no match.
 Matcher = Callable[[Address, Answers], str | None]
+
+
+@lru_cache(maxsize=8192)
+def ip_int(host: str) -> int:
+    """An IP address as an integer (memoized: the same clients come back)."""
+    return int(ipaddress.ip_address(host))
 
 
 def _answer(answers: Answers, kind: str, key: str) -> tuple[str, ...]:
@@ -102,11 +109,7 @@ def _compile_host(spec: AddressSpec) -> Matcher:
 
         def network(addr: Address, answers: Answers) -> str | None:
             if addr.type is want:
-                return (
-                    addr.host
-                    if lo <= int(ipaddress.ip_address(addr.host)) <= hi
-                    else None
-                )
+                return addr.host if lo <= ip_int(addr.host) <= hi else None
             if addr.type is AddressType.DOMAIN:
                 for ip in _answer(answers, "forward", addr.host):
                     parsed = ipaddress.ip_address(ip)
