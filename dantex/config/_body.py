@@ -79,14 +79,11 @@ def rule(p: Parser, kind: RuleKind, head: Token, verdict_tok: Token) -> None:
         ts.next()
     ts.next()
     body = Body(kind.value, head, verdict_tok.value)
-    mark = len(p.uses)
     if kind is RuleKind.HOSTID:
         p.use("hostid", head)
     if not _block(p, body, verdict_tok):
-        del p.uses[mark:]
         return
     if body.src is None or body.dst is None:
-        del p.uses[mark:]
         raise _missing(body, "from:" if body.src is None else "to:")
     if body.session:
         body.fields["session"] = _session(p, body)
@@ -110,13 +107,10 @@ def route(p: Parser, head: Token) -> None:
     """``route { from: ... to: ... via: ... }`` (server chaining)."""
     p.ts.next()
     body = Body("route", head)
-    mark = len(p.uses)
     p.use("route", head)
     if not _block(p, body, head):
-        del p.uses[mark:]
         return
     if body.src is None or body.dst is None or body.via is None:
-        del p.uses[mark:]
         missing = "from:" if body.src is None else "to:" if body.dst is None else "via:"
         raise _missing(body, missing)
     via = body.via
@@ -149,13 +143,10 @@ def monitor(p: Parser, head: Token) -> None:
     """``monitor { from: ... to: ... alarm... }``."""
     p.ts.next()
     body = Body("monitor", head)
-    mark = len(p.uses)
     p.use("monitor", head)
     if not _block(p, body, head):
-        del p.uses[mark:]
         return
     if body.src is None or body.dst is None:
-        del p.uses[mark:]
         raise _missing(body, "from:" if body.src is None else "to:")
     p.monitors.append(
         Monitor(len(p.monitors) + 1, head.span, body.src, body.dst, **body.fields)

@@ -66,6 +66,9 @@ class Runtime:
         self.listening: set[tuple[str, int]] = set()
         #: live sessions, for the state dump and graceful stop.
         self.sessions: set[object] = set()
+        #: connections accepted since start, for the state dump.
+        self.accepted = 0
+        self.started = self.clock.seconds()
         self.on_session_end: list[Callable[[object], None]] = []
 
     def start_relay(
@@ -83,9 +86,12 @@ class Runtime:
         ``leftover`` (client bytes that came with the request) to the target.
         """
         transport = session.transport
-        if self.use_splice and can_take_socket(transport):
+        flags = session.log_flags()
+        io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
+        relay: Relay
+        if self.use_splice and not io_log and can_take_socket(transport):
             client, unsent = take_socket(transport)  # type: ignore[arg-type]
-            return SpliceRelay(
+            relay = SpliceRelay(
                 self.reactor,
                 self.clock,
                 self.pipes,
@@ -96,17 +102,22 @@ class Runtime:
                 to_target=leftover,
                 io_timeout=io_timeout,
             )
-        assert transport is not None
-        transport.write(reply)
-        return TwistedRelay(
-            self.reactor,
-            self.clock,
-            transport,
-            target,
-            leftover,
-            session.relay_ended,
-            io_timeout,
-        )
+        else:
+            assert transport is not None
+            transport.write(reply)
+            relay = TwistedRelay(
+                self.reactor,
+                self.clock,
+                transport,
+                target,
+                leftover,
+                session.relay_ended,
+                io_timeout,
+            )
+            if io_log:
+                relay.on_io = session.io_record
+        relay.want_tcpinfo = "tcpinfo" in flags
+        return relay
 
     def is_own_address(self, ip: str, port: int, local_ip: str) -> bool:
         """Whether ``ip:port`` is one of our listening sockets."""

@@ -57,6 +57,13 @@ class Relay:
     """
 
     kind = "relay"
+    #: per-read hook for ``log: iooperation``/``data``: (from_client, bytes);
+    #: only the copy relay calls it (the session picks that relay then)
+    on_io: Callable[[bool, bytes], None] | None = None
+    #: ``log: tcpinfo``: read TCP_INFO of both sockets before they close
+    want_tcpinfo = False
+    #: (client, target) raw TCP_INFO, filled in when ``want_tcpinfo``
+    tcp_info: tuple[bytes | None, bytes | None] = (None, None)
 
     def __init__(self, clock: IReactorTime, on_end: OnEnd, io_timeout: float) -> None:
         self._clock = clock
@@ -92,6 +99,14 @@ class Relay:
         written to target)."""
         raise NotImplementedError
 
+    def _capture_tcp_info(self, client: object, target: object) -> None:
+        """Keep TCP_INFO of both sockets (once, while they are still open)."""
+        if not self.want_tcpinfo or self.tcp_info != (None, None):
+            return
+        from dantex.log.tcpinfo import read
+
+        self.tcp_info = (read(_socket_of(client)), read(_socket_of(target)))
+
     def _ended(self, reason: EndReason) -> None:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
@@ -116,6 +131,8 @@ class _TargetSide(Protocol):
         relay.target_read += len(data)
         relay.client_written += len(data)
         relay.last_active = relay._clock.seconds()
+        if relay.on_io is not None:
+            relay.on_io(False, data)
         relay.client.write(data)
 
     def readConnectionLost(self) -> None:
@@ -201,6 +218,8 @@ class TwistedRelay(Relay):
         self.client_read += len(data)
         self.target_written += len(data)
         self.last_active = self._clock.seconds()
+        if self.on_io is not None:
+            self.on_io(True, data)
         if self.target is not None:
             self.target.write(data)
 
@@ -209,6 +228,7 @@ class TwistedRelay(Relay):
         self._half_closed("client")
 
     def _half_closed(self, side: str) -> None:
+        self._capture_tcp_info(self.client, self.target)
         self._eof.add(side)
         if self._first is None:
             self._first = EndReason(side)
@@ -227,6 +247,7 @@ class TwistedRelay(Relay):
     def _lost(self, side: str, reason: Failure) -> None:
         if side in self._closed:
             return
+        self._capture_tcp_info(self.client, self.target)
         self._closed.add(side)
         other = self.target if side == "client" else self.client
         error = _error_text(reason)
@@ -252,6 +273,7 @@ class TwistedRelay(Relay):
         )
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:
+        self._capture_tcp_info(self.client, self.target)
         self._first = reason
         for transport in (self.client, self.target):
             if transport is not None:
@@ -259,6 +281,15 @@ class TwistedRelay(Relay):
                     transport.abortConnection()
                 else:
                     transport.loseConnection()
+
+
+def _socket_of(transport: object) -> socket.socket | None:
+    """The socket under a transport (or the socket itself), if it has one."""
+    if isinstance(transport, socket.socket):
+        return transport
+    get = getattr(transport, "getHandle", None)
+    handle = get() if get is not None else None
+    return handle if isinstance(handle, socket.socket) else None
 
 
 def _error_text(reason: Failure) -> str | None:

@@ -337,6 +337,7 @@ class SpliceRelay(Relay):
 
     def _close(self, reason: EndReason, *, reset: bool) -> None:
         self._done = True
+        self._capture_tcp_info(self._sides[0].sock, self._sides[1].sock)
         for side in self._sides:
             self._want_read(side, False)
             self._want_write(side, False)

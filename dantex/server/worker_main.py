@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         inherited=[inherited_from_spec(s) for s in args.socket],
         announce=False,
     )
+    server.worker_index = args.index
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()

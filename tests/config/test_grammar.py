@@ -393,7 +393,8 @@ def test_monitor_is_refused_until_resource_control_lands() -> None:
 
 
 def test_every_error_is_reported_once_in_order() -> None:
-    """Several errors in rules, settings and blocks: all of them, sorted."""
+    """Several errors in rules, settings and blocks: all of them, sorted (the
+    unfinished route is both incomplete and not supported yet)."""
     errs = errors_of(
         BASE
         + "bogus: 1\n"
@@ -401,7 +402,7 @@ def test_every_error_is_reported_once_in_order() -> None:
         + "route { from: 0/0 to: 0/0 }\n"
     )
     lines = [int(e.split(":")[1]) for e in errs]
-    assert lines == sorted(lines) and lines == [3, 5, 6, 8]
+    assert lines == sorted(lines) and lines == [3, 5, 6, 8, 8]
 
 
 def test_gssapi_is_refused_as_out_of_scope() -> None:
