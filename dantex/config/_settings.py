@@ -140,7 +140,22 @@ def _s_external(p: Parser, kw: Token) -> None:
             f"external address {text} is a wildcard",
             hint="name the address or interface to send from",
         )
+    _check_bindable(tok, str(ip))
     p.externals.append(ExternalAddress(tok.span, ip=str(ip)))
+
+
+def _check_bindable(tok: Token, ip: str) -> None:
+    """Dante refuses an external address this host does not have."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((ip, 0))
+    except OSError as e:
+        raise ConfigError(
+            tok.span,
+            f"cannot bind external address {ip}: {e.strerror}",
+            hint="external: must be an address of this host",
+        ) from None
 
 
 def _s_protocols(p: Parser, kw: Token) -> None:

@@ -127,6 +127,8 @@ class DanteService(service.Service):
         super().startService()  # type: ignore[no-untyped-call]
         if self.announce:
             self.policy.log.info(f"dantex/server v{__version__} running")
+        elif self.worker_index is not None:
+            self.policy.log.info(f"worker {self.worker_index} running")
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged

@@ -182,6 +182,9 @@ def test_sigusr1_dumps_counters_and_live_sessions(
     srv = dantex(
         LOOPBACK_CLIENTS + "socks pass {\n  from: 0/0 to: 0/0\n}\n", workers=workers
     )
+    if workers > 1:
+        for i in range(workers):
+            srv.wait_for_log(rf"worker {i} running")
     with socks5_connect(srv.host, srv.port, origins.echo_port) as s:
         assert echo(s, b"0123456789") == b"0123456789"
         srv.send_signal(signal.SIGUSR1)
