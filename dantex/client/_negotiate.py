@@ -136,8 +136,10 @@ class _Attempt:
         connect_timeout: float | None,
         negotiate_timeout: float | None,
         on_first_reply: Callable[[Replied], None] | None,
+        accept_timeout: float | None = None,
     ) -> None:
         self._handshake = handshake
+        self._accept_timeout = accept_timeout
         self._factory = factory
         self._clock = clock
         self._negotiate_timeout = negotiate_timeout
@@ -200,7 +202,10 @@ class _Attempt:
         self._cancel_timer()
         if self._negotiate_timeout is not None:
             self._timer = _require(self._clock).callLater(
-                self._negotiate_timeout, self._negotiate_timed_out
+                self._negotiate_timeout,
+                self._negotiate_timed_out,
+                "negotiate",
+                self._negotiate_timeout,
             )
         transport.write(self._handshake.start())
 
@@ -220,8 +225,18 @@ class _Attempt:
             if step.final:
                 self._established(negotiator, step)
                 return
+            self._cancel_timer()
+            if self._accept_timeout is not None:
+                self._timer = _require(self._clock).callLater(
+                    self._accept_timeout,
+                    self._negotiate_timed_out,
+                    "accept",
+                    self._accept_timeout,
+                )
             if self._on_first_reply is not None:
                 self._on_first_reply(step)
+            if self._done:  # the callback cancelled us
+                return
 
     def lost(self, reason: Failure | None) -> None:
         if self._done:
@@ -234,11 +249,10 @@ class _Attempt:
         )
         self._finish(Failure(error))
 
-    def _negotiate_timed_out(self) -> None:
+    def _negotiate_timed_out(self, phase: str, seconds: float) -> None:
         self._timer = None
-        seconds = self._negotiate_timeout or 0.0
         error = ProxyTimeoutError(
-            "negotiate",
+            phase,
             seconds,
             proxy=self._handshake.proxy,
             target=self._handshake.target,
@@ -324,15 +338,23 @@ def negotiate(
     connect_timeout: float | None = None,
     negotiate_timeout: float | None = None,
     on_first_reply: Callable[[Replied], None] | None = None,
+    accept_timeout: float | None = None,
 ) -> Deferred[Tunnel]:
     """Connect ``proxy``, run ``handshake``, connect ``factory``'s protocol.
 
     :param on_first_reply: called with BIND's first reply (the bound address).
+    :param accept_timeout: seconds from BIND's first reply to its second.
     :returns: fires with the :class:`Tunnel`; fails as
         :meth:`dantex.client.endpoints.Socks5ClientEndpoint.connect` lists.
     """
     attempt = _Attempt(
-        handshake, factory, clock, connect_timeout, negotiate_timeout, on_first_reply
+        handshake,
+        factory,
+        clock,
+        connect_timeout,
+        negotiate_timeout,
+        on_first_reply,
+        accept_timeout,
     )
     attempt.start(proxy)
     return attempt.result

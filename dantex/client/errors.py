@@ -154,8 +154,9 @@ class ProxyClosedError(ProxyError):
 
 
 class ProxyTimeoutError(ProxyError):
-    """A timeout fired: ``phase`` is ``"connect"`` (reaching the proxy) or
-    ``"negotiate"`` (its answer), ``seconds`` the limit."""
+    """A timeout fired: ``phase`` is ``"connect"`` (reaching the proxy),
+    ``"negotiate"`` (its answer) or ``"accept"`` (BIND's incoming
+    connection); ``seconds`` is the limit."""
 
     def __init__(
         self,
