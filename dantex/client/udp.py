@@ -246,7 +246,7 @@ def udp_associate(
         credentials = UserPass(*credentials)
     datagrams = _Datagrams()
     port = reactor.listenUDP(0, datagrams, interface=bind_host, maxPacketSize=65535)
-    local_port: int = port.getHost().port
+    local_port: int = getattr(port.getHost(), "port", 0)
     where = describe_endpoint(proxy)
     desc = name or (f"socks5 {where}" if where else "socks5 proxy")
     wildcard = ipaddress.ip_address(bind_host).is_unspecified

@@ -43,11 +43,15 @@ class UdpReactor(MemoryReactorClock):
     """A MemoryReactorClock with listenUDP (port 40000 every time)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.udp_ports: list[FakeUdpPort] = []
 
-    def listenUDP(
-        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
+    def listenUDP(  # type: ignore[override]
+        self,
+        port: int,
+        protocol: Any,
+        interface: str = "",
+        maxPacketSize: int = 8192,  # noqa: N803 (Twisted's name)
     ) -> FakeUdpPort:
         p = FakeUdpPort(protocol, interface)
         self.udp_ports.append(p)
