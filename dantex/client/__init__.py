@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         HTTPProxyAuthenticationError,
         HTTPProxyRefusedError,
         NoAcceptableMethodError,
+        NoRouteError,
         ProxyAuthenticationError,
         ProxyClosedError,
         ProxyConnectError,
@@ -48,7 +49,11 @@ if TYPE_CHECKING:
         Socks4RefusedError,
         Socks5RefusedError,
     )
-    from dantex.client.socksconf import ClientRouter, load_client_config
+    from dantex.client.socksconf import (
+        ClientConfig,
+        ClientRouter,
+        load_client_config,
+    )
     from dantex.client.udp import UdpAssociation, udp_associate
 
 _WHERE = {
@@ -67,6 +72,7 @@ _WHERE = {
     "HTTPProxyAuthenticationError": "errors",
     "HTTPProxyRefusedError": "errors",
     "NoAcceptableMethodError": "errors",
+    "NoRouteError": "errors",
     "ProxyAuthenticationError": "errors",
     "ProxyClosedError": "errors",
     "ProxyConnectError": "errors",
@@ -76,6 +82,7 @@ _WHERE = {
     "ProxyTimeoutError": "errors",
     "Socks4RefusedError": "errors",
     "Socks5RefusedError": "errors",
+    "ClientConfig": "socksconf",
     "ClientRouter": "socksconf",
     "load_client_config": "socksconf",
     "UdpAssociation": "udp",
@@ -83,11 +90,13 @@ _WHERE = {
 }
 
 __all__ = [
+    "ClientConfig",
     "ClientRouter",
     "HTTPConnectEndpoint",
     "HTTPProxyAuthenticationError",
     "HTTPProxyRefusedError",
     "NoAcceptableMethodError",
+    "NoRouteError",
     "PendingBind",
     "ProxyAgentEndpointFactory",
     "ProxyAuthenticationError",

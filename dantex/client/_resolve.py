@@ -63,3 +63,29 @@ def resolve_locally(
         _First(found), target.host, 0, addressTypes=kinds
     )
     return found.addCallback(lambda ip: Address.from_host(ip, target.port))
+
+
+@implementer(IResolutionReceiver)
+class _All:
+    def __init__(self, deferred: Deferred[tuple[str, ...]]) -> None:
+        self._deferred = deferred
+        self._addresses: list[str] = []
+
+    def resolutionBegan(self, resolution: IHostResolution) -> None:
+        pass
+
+    def addressResolved(self, address: Any) -> None:
+        self._addresses.append(address.host)
+
+    def resolutionComplete(self) -> None:
+        if not self._deferred.called:
+            self._deferred.callback(tuple(dict.fromkeys(self._addresses)))
+
+
+def resolve_all(reactor: object, name: str) -> Deferred[tuple[str, ...]]:
+    """Every address ``name`` resolves to (empty when none)."""
+    if not IReactorPluggableNameResolver.providedBy(reactor):
+        raise ValueError("resolving needs a reactor with a name resolver")
+    found: Deferred[tuple[str, ...]] = Deferred()
+    reactor.nameResolver.resolveHostName(_All(found), name, 0)
+    return found

@@ -15,6 +15,7 @@ __all__ = [
     "HTTPProxyAuthenticationError",
     "HTTPProxyRefusedError",
     "NoAcceptableMethodError",
+    "NoRouteError",
     "ProxyAuthenticationError",
     "ProxyClosedError",
     "ProxyConnectError",
@@ -171,3 +172,8 @@ class ProxyTimeoutError(ProxyError):
         )
         self.phase = phase
         self.seconds = seconds
+
+
+class NoRouteError(ProxyError):
+    """No usable route (``socks.conf``) leads to the target: none matches,
+    or every matching one failed and is skipped for now."""
