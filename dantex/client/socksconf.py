@@ -233,6 +233,12 @@ class ClientRouter:
             )
         return found
 
+    def routes_for_host(
+        self, host: str, port: int, command: str = "connect"
+    ) -> list[Route]:
+        """:meth:`routes_for` with a host and port (no DNS answers)."""
+        return self.routes_for(Address.from_host(host, port), command)
+
     def _matches(
         self,
         route: Route,
