@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         Socks4RefusedError,
         Socks5RefusedError,
     )
+    from dantex.client.handover import detach_socket
     from dantex.client.socksconf import (
         ClientConfig,
         ClientRouter,
@@ -82,6 +83,7 @@ _WHERE = {
     "ProxyTimeoutError": "errors",
     "Socks4RefusedError": "errors",
     "Socks5RefusedError": "errors",
+    "detach_socket": "handover",
     "ClientConfig": "socksconf",
     "ClientRouter": "socksconf",
     "load_client_config": "socksconf",
@@ -117,6 +119,7 @@ __all__ = [
     "bind",
     "chain",
     "describe_endpoint",
+    "detach_socket",
     "load_client_config",
     "parse_proxy_url",
     "udp_associate",

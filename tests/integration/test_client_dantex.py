@@ -70,3 +70,34 @@ async def test_chain_through_two_dantex_servers(
     payload = bytes(range(256)) * 4096
     assert await echo_through(ep, payload) == payload
     first.wait_for_log(rf"tcp/connect \[: .* 127\.0\.0\.1\.{second.port}$")
+
+
+@live
+async def test_detached_socket_carries_the_tunnel(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """detach_socket hands over the connected socket; the tunnel keeps working."""
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.internet.threads import deferToThread
+
+    from dantex.client import detach_socket
+
+    server = dantex()
+    proxy = HostnameEndpoint(reactor, server.host, server.port, timeout=TIMEOUT)
+    ep = Socks5ClientEndpoint(proxy, "127.0.0.1", origins.echo_port)
+    tunnel = await ep.connect_tunnel(Factory.forProtocol(Protocol))
+    sock = detach_socket(tunnel)
+    assert sock is not None
+
+    def roundtrip() -> bytes:
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        with sock:
+            sock.sendall(b"raw socket")
+            sock.shutdown(1)
+            chunks = []
+            while data := sock.recv(100):
+                chunks.append(data)
+        return b"".join(chunks)
+
+    assert await deferToThread(roundtrip) == b"raw socket"
