@@ -26,7 +26,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -125,8 +124,6 @@ class _NegotiatorFactory(Factory):
 
 class _Attempt:
     """One connect through one hop; ``result`` fires with a :class:`Tunnel`."""
-
-    log = Logger()
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
+    IReactorPluggableNameResolver,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -104,6 +105,10 @@ class _ProxyEndpointMixin:
             self.connect_timeout or self.negotiate_timeout
         ) and not IReactorTime.providedBy(self.reactor):
             raise ValueError("timeouts need a reactor (pass reactor=...)")
+        if self.resolve == "local" and not IReactorPluggableNameResolver.providedBy(
+            self.reactor
+        ):
+            raise ValueError('resolve="local" needs a reactor (pass reactor=...)')
 
     @property
     def description(self) -> str:

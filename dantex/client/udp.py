@@ -30,7 +30,6 @@ from twisted.internet.protocol import (
     Protocol,
     connectionDone,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dantex.client._handshake import Socks5Handshake, UserPass
@@ -86,8 +85,6 @@ class UdpAssociation:
     :ivar local: our UDP port's address.
     :ivar closed: fires (with ``None``) when the association has ended.
     """
-
-    log = Logger()
 
     def __init__(
         self,

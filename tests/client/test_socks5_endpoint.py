@@ -325,6 +325,8 @@ def test_bad_arguments_fail_at_construction() -> None:
         endpoint(reactor, negotiate_timeout=5)
     with pytest.raises(ValueError):
         endpoint(reactor, resolve="sideways")
+    with pytest.raises(ValueError):
+        endpoint(reactor, resolve="local")  # no reactor to resolve with
 
 
 def test_local_resolution_sends_the_address() -> None:
