@@ -16,7 +16,7 @@ Basic, SOCKS 5's Dante "bind extension".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from attrs import field, frozen
 from twisted.internet.defer import Deferred
@@ -82,18 +82,23 @@ def _check_timeout(value: float | None) -> None:
         raise ValueError("timeouts are positive numbers of seconds")
 
 
+@frozen
 class _ProxyEndpointMixin:
-    """What the three endpoints share: naming, resolution, timeouts."""
+    """What the three endpoints share: naming, resolution, timeouts.
 
-    kind: str = "proxy"
+    The keyword-only settings live here; each endpoint adds its positional
+    fields (attrs keeps keyword-only fields out of the positional order).
+    """
+
+    kind: ClassVar[str] = "proxy"
     proxy: IStreamClientEndpoint
     host: str
     port: int
-    resolve: Resolve
-    reactor: Any
-    connect_timeout: float | None
-    negotiate_timeout: float | None
-    name: str | None
+    resolve: Resolve = field(default="remote", kw_only=True)
+    reactor: Any = field(default=None, kw_only=True)
+    connect_timeout: float | None = field(default=None, kw_only=True)
+    negotiate_timeout: float | None = field(default=None, kw_only=True)
+    name: str | None = field(default=None, kw_only=True)
 
     def _validate(self) -> None:
         _target(self.host, self.port)
@@ -221,15 +226,7 @@ class Socks5ClientEndpoint(_ProxyEndpointMixin):
     """
 
     kind = "socks5"
-    proxy: IStreamClientEndpoint
-    host: str
-    port: int
     credentials: UserPass | None = field(default=None, converter=_credentials)
-    resolve: Resolve = field(default="remote", kw_only=True)
-    reactor: Any = field(default=None, kw_only=True)
-    connect_timeout: float | None = field(default=None, kw_only=True)
-    negotiate_timeout: float | None = field(default=None, kw_only=True)
-    name: str | None = field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._validate()
@@ -254,15 +251,7 @@ class Socks4ClientEndpoint(_ProxyEndpointMixin):
     """
 
     kind = "socks4"
-    proxy: IStreamClientEndpoint
-    host: str
-    port: int
     userid: str = ""
-    resolve: Resolve = field(default="remote", kw_only=True)
-    reactor: Any = field(default=None, kw_only=True)
-    connect_timeout: float | None = field(default=None, kw_only=True)
-    negotiate_timeout: float | None = field(default=None, kw_only=True)
-    name: str | None = field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._validate()
@@ -293,18 +282,10 @@ class HTTPConnectEndpoint(_ProxyEndpointMixin):
     """
 
     kind = "http"
-    proxy: IStreamClientEndpoint
-    host: str
-    port: int
     credentials: UserPass | None = field(default=None, converter=_credentials)
     headers: tuple[tuple[str, str], ...] = field(
         default=(), kw_only=True, converter=_headers
     )
-    resolve: Resolve = field(default="remote", kw_only=True)
-    reactor: Any = field(default=None, kw_only=True)
-    connect_timeout: float | None = field(default=None, kw_only=True)
-    negotiate_timeout: float | None = field(default=None, kw_only=True)
-    name: str | None = field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self._validate()

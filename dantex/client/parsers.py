@@ -74,6 +74,9 @@ class _ProxyParser:
                 options[key] = float(kwargs.pop(name))
         return self._build(proxy, host, int(port_text), kwargs, options)
 
+    #: the endpoint class in :mod:`dantex.client.endpoints`
+    endpoint = ""
+
     def _build(
         self,
         proxy: IStreamClientEndpoint,
@@ -82,7 +85,15 @@ class _ProxyParser:
         extra: dict[str, str],
         options: dict[str, Any],
     ) -> IStreamClientEndpoint:
-        raise NotImplementedError
+        from dantex.client import endpoints
+
+        cls = getattr(endpoints, self.endpoint)
+        if "userid" in self.keywords:
+            fourth = extra.get("userid", "")  # SOCKS 4's USERID
+        else:
+            fourth = _userpass(extra)
+        built: IStreamClientEndpoint = cls(proxy, host, port, fourth, **options)
+        return built
 
 
 def _userpass(extra: dict[str, str]) -> Any:
@@ -99,55 +110,21 @@ class Socks5Parser(_ProxyParser):
     """``socks5:`` -> :class:`dantex.client.endpoints.Socks5ClientEndpoint`."""
 
     prefix = "socks5"
+    endpoint = "Socks5ClientEndpoint"
     keywords = _COMMON | {"user", "password"}
-
-    def _build(
-        self,
-        proxy: IStreamClientEndpoint,
-        host: str,
-        port: int,
-        extra: dict[str, str],
-        options: dict[str, Any],
-    ) -> IStreamClientEndpoint:
-        from dantex.client.endpoints import Socks5ClientEndpoint
-
-        return Socks5ClientEndpoint(proxy, host, port, _userpass(extra), **options)
 
 
 class Socks4Parser(_ProxyParser):
     """``socks4:`` -> :class:`dantex.client.endpoints.Socks4ClientEndpoint`."""
 
     prefix = "socks4"
+    endpoint = "Socks4ClientEndpoint"
     keywords = _COMMON | {"userid"}
-
-    def _build(
-        self,
-        proxy: IStreamClientEndpoint,
-        host: str,
-        port: int,
-        extra: dict[str, str],
-        options: dict[str, Any],
-    ) -> IStreamClientEndpoint:
-        from dantex.client.endpoints import Socks4ClientEndpoint
-
-        userid = extra.get("userid", "")
-        return Socks4ClientEndpoint(proxy, host, port, userid, **options)
 
 
 class HTTPConnectParser(_ProxyParser):
     """``httpconnect:`` -> :class:`dantex.client.endpoints.HTTPConnectEndpoint`."""
 
     prefix = "httpconnect"
+    endpoint = "HTTPConnectEndpoint"
     keywords = _COMMON | {"user", "password"}
-
-    def _build(
-        self,
-        proxy: IStreamClientEndpoint,
-        host: str,
-        port: int,
-        extra: dict[str, str],
-        options: dict[str, Any],
-    ) -> IStreamClientEndpoint:
-        from dantex.client.endpoints import HTTPConnectEndpoint
-
-        return HTTPConnectEndpoint(proxy, host, port, _userpass(extra), **options)
