@@ -115,6 +115,8 @@ class _Negotiator(Protocol):
 
 
 class _NegotiatorFactory(Factory):
+    noisy = False  # no "Starting factory" line per connection
+
     def __init__(self, attempt: _Attempt) -> None:
         self._attempt = attempt
 

@@ -61,6 +61,8 @@ class _Control(Protocol):
 
 
 class _OneControl(Factory):
+    noisy = False  # no "Starting factory" line per connection
+
     def __init__(self, control: _Control) -> None:
         self._control = control
 
