@@ -165,6 +165,8 @@ class Rule:
     groups: frozenset[str] | None = None
     log: frozenset[str] = frozenset()
     timeouts: Mapping[str, float] = field(factory=dict)
+    #: ``udp.portrange: A - B``: ports for the UDP relay socket facing the client.
+    udp_portrange: tuple[int, int] | None = None
 
     @property
     def passes(self) -> bool:
@@ -191,3 +193,12 @@ class Config:
     client_rules: tuple[Rule, ...] = ()
     socks_rules: tuple[Rule, ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
+    #: ``extension: bind`` (Dante's BIND extension).
+    extension_bind: bool = False
+    #: ``udp.connectdst``: connect the external UDP socket to a sole destination.
+    udp_connectdst: bool = True
+    #: ``internal.advertise`` (dantex): address put in UDP ASSOCIATE replies,
+    #: at most one per family, for servers behind NAT.
+    internal_advertise: tuple[str, ...] = ()
+    #: ``external.advertise`` (dantex): address put in BIND's first reply.
+    external_advertise: tuple[str, ...] = ()

@@ -9,8 +9,10 @@ Implemented keywords: ``internal``, ``external``, ``external.rotation``,
 ``errorlog``, ``debug``, ``timeout.*``, ``user.*``; rules ``client``/``socks``
 pass/block (and the old bare ``pass``/``block``) with ``from:``/``to:`` (all
 address and port forms), ``command:``, ``protocol:``, ``proxyprotocol:``,
-``socksmethod:``/``clientmethod:``, ``log:`` and ``timeout.*``.  Every other
-Dante keyword is refused with a "not supported yet" error naming it.
+``socksmethod:``/``clientmethod:``, ``log:``, ``timeout.*`` and
+``udp.portrange:``; ``extension: bind``, ``udp.connectdst`` and dantex's own
+``internal.advertise``/``external.advertise``.  Every other Dante keyword is
+refused with a "not supported yet" error naming it.
 """
 
 from __future__ import annotations
@@ -455,6 +457,8 @@ class _Parser:
         elif name in _TIMEOUT_FIELDS:
             value = v.parse_duration(self.ts.expect_value(kw, "seconds"), name)
             fields.setdefault("timeouts", {})[_TIMEOUT_FIELDS[name]] = value
+        elif (handler := _RULE_KEYWORDS.get(name)) is not None:
+            handler(self, kind, kw, fields)
         else:
             self.unknown_keyword(kw, keywords.KNOWN_RULE)
 
@@ -470,6 +474,87 @@ class _Parser:
                     hint=" ".join(sorted(allowed)),
                 )
         return frozenset(w.value for w in words)
+
+    # -- BIND and UDP ASSOCIATE ------------------------------------------
+
+    def s_extension(self, kw: Token) -> None:
+        """``extension: bind`` (Dante's BIND extension, the only one)."""
+        words = self.ts.line_words(kw)
+        if not words:
+            raise ConfigError(kw.span, "'extension:' needs an extension name")
+        for w in words:
+            if w.value != "bind":
+                raise ConfigError(
+                    w.span,
+                    f"unknown extension {w.value!r}",
+                    hint="the only one is bind",
+                )
+        self.warn(
+            kw,
+            "Dante considers deprecating its BIND extension",
+            "only clients built for it (Dante's own) use it",
+        )
+        self.settings["extension_bind"] = True
+
+    def s_udp_connectdst(self, kw: Token) -> None:
+        """``udp.connectdst: yes|no``."""
+        tok = self.ts.expect_value(kw, "yes or no")
+        self.settings["udp_connectdst"] = v.parse_bool(tok, "udp.connectdst")
+
+    def s_advertise(self, kw: Token) -> None:
+        """``internal.advertise`` / ``external.advertise`` (dantex): an IP
+        literal to put in UDP ASSOCIATE / BIND replies, one per family."""
+        tok = self.ts.expect_value(kw, "IP address")
+        try:
+            ip = ipaddress.ip_address(tok.value)
+        except ValueError:
+            raise ConfigError(
+                tok.span, f"{kw.value} takes an IP address, not {tok.value!r}"
+            ) from None
+        if ip.is_unspecified:
+            raise ConfigError(
+                tok.span,
+                f"{kw.value} address {tok.value} is a wildcard",
+                hint="name the address clients and peers can reach",
+            )
+        field = kw.value.replace(".", "_")
+        have: tuple[str, ...] = self.settings.get(field, ())
+        if any(ipaddress.ip_address(a).version == ip.version for a in have):
+            raise ConfigError(
+                tok.span,
+                f"a second IPv{ip.version} address for {kw.value}",
+                hint="one address per family",
+            )
+        self.settings[field] = (*have, str(ip))
+
+    def r_udp_portrange(
+        self, kind: RuleKind, kw: Token, fields: dict[str, Any]
+    ) -> None:
+        """``udp.portrange: A - B`` (also ``A-B``), socks rules only."""
+        if kind is not RuleKind.SOCKS:
+            raise ConfigError(kw.span, "'udp.portrange:' is only valid in socks rules")
+        ts = self.ts
+        tok = ts.expect_value(kw, "port range")
+        low_text, dash, high_text = tok.value.partition("-")
+        if not dash:
+            nxt = ts.peek()
+            if nxt is None or nxt.value != "-" or nxt.line != kw.line:
+                raise ConfigError(
+                    tok.span,
+                    "udp.portrange takes a range",
+                    hint=f"write 'udp.portrange: {tok.value} - {tok.value}'",
+                )
+            ts.next()
+            high_text = ts.expect_value(nxt, "end of the port range").value
+        low = v.parse_int(
+            Token(TokenKind.WORD, low_text, tok.span), "port", low=1, high=65535
+        )
+        high = v.parse_int(
+            Token(TokenKind.WORD, high_text, tok.span), "port", low=1, high=65535
+        )
+        if low > high:
+            raise ConfigError(tok.span, f"port range {low}-{high} is empty")
+        fields["udp_portrange"] = (low, high)
 
     # -- whole-file checks ----------------------------------------------
 
@@ -554,4 +639,14 @@ _SETTINGS: dict[str, _Handler] = {
     "user.notprivileged": _Parser.s_user,
     "user.libwrap": _Parser.s_user,
     **{name: _Parser.s_timeout for name in _TIMEOUT_FIELDS},
+    "extension": _Parser.s_extension,
+    "udp.connectdst": _Parser.s_udp_connectdst,
+    "internal.advertise": _Parser.s_advertise,
+    "external.advertise": _Parser.s_advertise,
+}
+
+_RuleHandler = Callable[[_Parser, RuleKind, Token, dict[str, Any]], None]
+#: Rule keywords handled by a method of their own.
+_RULE_KEYWORDS: dict[str, _RuleHandler] = {
+    "udp.portrange": _Parser.r_udp_portrange,
 }

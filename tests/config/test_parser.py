@@ -223,3 +223,72 @@ def test_embedded_default_is_safe() -> None:
 def test_sample_configs_parse(path: Path) -> None:
     """Every sample in conf/ parses without errors."""
     parse(path.read_text(), str(path))
+
+
+def test_udp_portrange_in_socks_rules_both_spellings() -> None:
+    """udp.portrange takes 'A-B' or 'A - B' in socks rules (as danted 1.4.2)."""
+    cfg = parse(
+        BASE + "socks pass { from: 0/0 to: 0/0\n udp.portrange: 40000-40100 }\n"
+        "socks pass { from: 0/0 to: 0/0\n udp.portrange: 50000 - 50009 }\n",
+        "t.conf",
+    )
+    assert [r.udp_portrange for r in cfg.socks_rules] == [
+        (40000, 40100),
+        (50000, 50009),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("udp.portrange: 40000", "udp.portrange takes a range"),
+        ("udp.portrange: 5-4", "port range 5-4 is empty"),
+        ("udp.portrange: 0-10", "port 0 is out of range"),
+        ("udp.portrange: 1-70000", "port 70000 is out of range"),
+    ],
+)
+def test_udp_portrange_errors(line: str, message: str) -> None:
+    """A bad udp.portrange is an error pointing at it."""
+    errs = errors_of(BASE + f"socks pass {{ from: 0/0 to: 0/0\n {line} }}\n")
+    assert any(message in e for e in errs), errs
+
+
+def test_udp_portrange_is_refused_in_client_rules() -> None:
+    """udp.portrange belongs to socks rules only (danted: syntax error)."""
+    errs = errors_of(BASE + "client pass { from: 0/0 to: 0/0\n udp.portrange: 1-2 }\n")
+    assert any("only valid in socks rules" in e for e in errs), errs
+
+
+def test_extension_bind_and_connectdst() -> None:
+    """extension: bind turns the BIND extension on (with Dante's deprecation
+    warning); udp.connectdst takes yes or no and defaults to yes."""
+    assert parse(BASE, "t.conf").udp_connectdst is True
+    cfg = parse(BASE + "extension: bind\nudp.connectdst: no\n", "t.conf")
+    assert cfg.extension_bind is True
+    assert cfg.udp_connectdst is False
+    assert any("BIND extension" in w.message for w in cfg.warnings)
+    assert any(
+        "unknown extension 'foo'" in e for e in errors_of(BASE + "extension: foo\n")
+    )
+    assert any(
+        "must be 'yes' or 'no'" in e
+        for e in errors_of(BASE + "udp.connectdst: maybe\n")
+    )
+
+
+def test_advertise_addresses_one_per_family() -> None:
+    """internal/external.advertise take one IP literal per family, no wildcard."""
+    cfg = parse(
+        BASE + "external.advertise: 203.0.113.5\nexternal.advertise: 2001:db8::5\n"
+        "internal.advertise: 198.51.100.7\n",
+        "t.conf",
+    )
+    assert cfg.external_advertise == ("203.0.113.5", "2001:db8::5")
+    assert cfg.internal_advertise == ("198.51.100.7",)
+    errs = errors_of(
+        BASE + "external.advertise: 0.0.0.0\ninternal.advertise: example.com\n"
+        "internal.advertise: 192.0.2.1\ninternal.advertise: 192.0.2.2\n"
+    )
+    assert any("is a wildcard" in e for e in errs), errs
+    assert any("takes an IP address" in e for e in errs), errs
+    assert any("a second IPv4 address" in e for e in errs), errs
