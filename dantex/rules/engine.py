@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from dantex.config.model import Config, Rule
+from dantex.config.model import AddressSpec, AddressSpecKind, Config, Rule
 from dantex.protocol.address import Address
 from dantex.rules.addresses import Answers, Lookup, Matcher, NeedLookup, compile_address
 
@@ -37,11 +37,15 @@ class SocksFacts:
     """What is known once the SOCKS request is read.
 
     ``command`` uses Dante's names: connect, bind, udpassociate, bindreply,
-    udpreply; ``proxyprotocol`` is socks_v4 or socks_v5.
+    udpreply; ``proxyprotocol`` is socks_v4 or socks_v5.  ``target`` is None
+    while it is not known (a UDP association being set up): then a pass rule
+    matches whatever its ``to:``, and a block rule only when its ``to:``
+    covers every destination, so the request is refused early only when no
+    datagram could ever pass (Dante §2.2).
     """
 
     client: Address
-    target: Address
+    target: Address | None
     command: str
     proxyprotocol: str
     socksmethod: str = "none"
@@ -160,11 +164,24 @@ class RuleSet:
                 continue
             if c.src(facts.client, ans) is None:
                 continue
+            if facts.target is None:
+                if rule.passes or _covers_everything(rule.dst):
+                    return Match(rule)
+                continue
             matched = c.dst(facts.target, ans)
             if matched is None:
                 continue
             return Match(rule, matched_ip=matched)
         return Match(None)
+
+
+def _covers_everything(spec: AddressSpec) -> bool:
+    """``0/0`` or a ``/0`` network, without a port test."""
+    if spec.port is not None:
+        return False
+    if spec.kind is AddressSpecKind.ANY:
+        return True
+    return spec.network is not None and spec.network.prefixlen == 0
 
 
 def _compile(rule: Rule) -> _Compiled:
