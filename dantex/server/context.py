@@ -19,7 +19,7 @@ from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
 from dantex.server._handover import can_take_socket, take_socket
 from dantex.server.connector import TcpConnector
-from dantex.server.relay import Relay, TwistedRelay
+from dantex.server.relay import OnEnd, Relay, TwistedRelay
 from dantex.server.resolve import Resolver
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
@@ -75,13 +75,17 @@ class Runtime:
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
+        on_end: OnEnd | None = None,
     ) -> Relay:
         """A relay between ``session``'s client and ``target`` (not started).
 
         The splice relay when allowed and the client transport is plain TCP;
         otherwise the Twisted relay.  ``reply`` goes to the client first,
         ``leftover`` (client bytes that came with the request) to the target.
+        ``on_end`` replaces ``session.relay_ended`` (BIND logs its own lines).
         """
+        if on_end is None:
+            on_end = session.relay_ended
         transport = session.transport
         if self.use_splice and can_take_socket(transport):
             client, unsent = take_socket(transport)  # type: ignore[arg-type]
@@ -91,7 +95,7 @@ class Runtime:
                 self.pipes,
                 client,
                 target,
-                session.relay_ended,
+                on_end,
                 to_client=unsent + reply,
                 to_target=leftover,
                 io_timeout=io_timeout,
@@ -104,7 +108,7 @@ class Runtime:
             transport,
             target,
             leftover,
-            session.relay_ended,
+            on_end,
             io_timeout,
         )
 
