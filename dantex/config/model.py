@@ -193,8 +193,6 @@ class Config:
     client_rules: tuple[Rule, ...] = ()
     socks_rules: tuple[Rule, ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
-    #: ``extension: bind`` (Dante's BIND extension).
-    extension_bind: bool = False
     #: ``udp.connectdst``: connect the external UDP socket to a sole destination.
     udp_connectdst: bool = True
     #: ``internal.advertise`` (dantex): address put in UDP ASSOCIATE replies,

@@ -10,9 +10,10 @@ Implemented keywords: ``internal``, ``external``, ``external.rotation``,
 pass/block (and the old bare ``pass``/``block``) with ``from:``/``to:`` (all
 address and port forms), ``command:``, ``protocol:``, ``proxyprotocol:``,
 ``socksmethod:``/``clientmethod:``, ``log:``, ``timeout.*`` and
-``udp.portrange:``; ``extension: bind``, ``udp.connectdst`` and dantex's own
-``internal.advertise``/``external.advertise``.  Every other Dante keyword is
-refused with a "not supported yet" error naming it.
+``udp.portrange:``; ``udp.connectdst`` and dantex's own
+``internal.advertise``/``external.advertise``.  Every other Dante keyword
+(``extension: bind`` included) is refused with a "not supported yet" error
+naming it.
 """
 
 from __future__ import annotations
@@ -478,7 +479,7 @@ class _Parser:
     # -- BIND and UDP ASSOCIATE ------------------------------------------
 
     def s_extension(self, kw: Token) -> None:
-        """``extension: bind`` (Dante's BIND extension, the only one)."""
+        """``extension: bind``: refused (see the hint)."""
         words = self.ts.line_words(kw)
         if not words:
             raise ConfigError(kw.span, "'extension:' needs an extension name")
@@ -489,12 +490,12 @@ class _Parser:
                     f"unknown extension {w.value!r}",
                     hint="the only one is bind",
                 )
-        self.warn(
-            kw,
-            "Dante considers deprecating its BIND extension",
-            "only clients built for it (Dante's own) use it",
+        raise ConfigError(
+            kw.span,
+            "'extension: bind' is not supported yet",
+            hint="no Dante 1.4 client asks for it: socksify sends standard "
+            "BINDs, which work without it",
         )
-        self.settings["extension_bind"] = True
 
     def s_udp_connectdst(self, kw: Token) -> None:
         """``udp.connectdst: yes|no``."""

@@ -12,8 +12,10 @@ also pass the socks-rules as ``bindreply`` (``from:`` = the peer, ``to:`` =
 the client).  Waiting for the peer is bounded by ``timeout.io`` only (Dante
 waits as long as the client stays connected; so does the default, 0).
 
-A request for 255.255.255.255 asks for Dante's BIND extension
-(:mod:`dantex.server._bindext`), refused unless ``extension: bind`` is set.
+A request for 255.255.255.255 asks for Dante's BIND extension (keep
+listening, connect each peer back to the client): refused as danted refuses
+it when ``extension: bind`` is off.  Not implemented: Dante 1.4's own client
+never sends that request (socksify asks for 0.0.0.0 and its port, observed).
 
 Log lines follow danted 1.4.2 as observed: ``tcp/bind [`` at the first
 reply, ``tcp/bindreply [`` at the second, and at the end ``tcp/bindreply ]``
@@ -68,9 +70,7 @@ def start_bind(session: SocksSession) -> None:
     target = session.target
     assert target is not None
     if target.type is AddressType.IPV4 and target.host == BIND_EXTENSION_ADDRESS:
-        from dantex.server._bindext import start_extension
-
-        start_extension(session)
+        _refuse_extension(session)
         return
     if target.is_ip:
         unspecified = target.host in ("0.0.0.0", "::")
@@ -89,6 +89,28 @@ def start_bind(session: SocksSession) -> None:
         _listen(session, list(addresses), family_of(addresses[0]))
 
     d.addCallback(resolved)
+
+
+def _refuse_extension(session: SocksSession) -> None:
+    """Dante's BIND extension, as danted answers it when it is off: 0x02
+    echoing the request and one ``tcp/accept ]`` line.  dantex has no
+    ``extension: bind`` (no Dante 1.4 client sends this request)."""
+    cm = session.client_match
+    if cm is not None and session._logs(cm, "disconnect", "error"):
+        client = client_text(session.client, session.method, session.user)
+        session.policy.log.info(
+            session_line(
+                "block",
+                cm.number,
+                "tcp",
+                "accept",
+                "]",
+                f"{client} {dante_addr(session.server)}: blocked by higher-level "
+                "socks-rule #0: client requested disabled Dante extension: bind",
+            )
+        )
+    session._write(session.reply(Reply.NOT_ALLOWED, session.target))
+    session._close_now(logged=True)
 
 
 def listen_address(session: SocksSession, family: int, peer: str | None) -> str:

@@ -197,7 +197,9 @@ def _open(session: SocksSession, match: Match, declared: Address) -> None:
         Reply.SUCCEEDED, advertised(config.internal_advertise, internal)
     )
     session._write(reply)
+    shown = session.target  # logs show the request's address, a name as a name
+    assert shown is not None
     association = UdpAssociation(
-        session, match, sock, internal, declared, expect_ip, expect_port
+        session, match, sock, internal, shown, expect_ip, expect_port
     )
     association.start()

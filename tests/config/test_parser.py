@@ -259,20 +259,19 @@ def test_udp_portrange_is_refused_in_client_rules() -> None:
     assert any("only valid in socks rules" in e for e in errs), errs
 
 
-def test_extension_bind_and_connectdst() -> None:
-    """extension: bind turns the BIND extension on (with Dante's deprecation
-    warning); udp.connectdst takes yes or no and defaults to yes."""
+def test_connectdst_and_the_refused_bind_extension() -> None:
+    """udp.connectdst takes yes or no (default yes); extension: bind is
+    refused by name (no Dante 1.4 client asks for it)."""
     assert parse(BASE, "t.conf").udp_connectdst is True
-    cfg = parse(BASE + "extension: bind\nudp.connectdst: no\n", "t.conf")
-    assert cfg.extension_bind is True
-    assert cfg.udp_connectdst is False
-    assert any("BIND extension" in w.message for w in cfg.warnings)
-    assert any(
-        "unknown extension 'foo'" in e for e in errors_of(BASE + "extension: foo\n")
-    )
+    assert parse(BASE + "udp.connectdst: no\n", "t.conf").udp_connectdst is False
     assert any(
         "must be 'yes' or 'no'" in e
         for e in errors_of(BASE + "udp.connectdst: maybe\n")
+    )
+    (error,) = errors_of(BASE + "extension: bind\n")
+    assert error.startswith("t.conf:3:1: error: 'extension: bind' is not supported yet")
+    assert any(
+        "unknown extension 'foo'" in e for e in errors_of(BASE + "extension: foo\n")
     )
 
 
