@@ -60,6 +60,7 @@ class _Route:
         "external",
         "log_io",
         "match",
+        "passed",
         "sockaddr",
         "target",
     )
@@ -74,6 +75,7 @@ class _Route:
         error: str = "",
     ) -> None:
         self.match = match
+        self.passed = match.passed
         self.target = target
         self.sockaddr = sockaddr
         self.external = external
@@ -86,12 +88,13 @@ class _Route:
 class _Sender:
     """A destination the client has sent to, as a sender of replies."""
 
-    __slots__ = ("address", "header", "log_io", "match")
+    __slots__ = ("address", "header", "log_io", "match", "passed")
 
     def __init__(self, address: Address) -> None:
         self.address = address
         self.header = b"\x00\x00\x00" + address.encode()  # RFC 1928 §7
         self.match: Match | None = None
+        self.passed = False
         self.log_io = False
 
 
@@ -221,8 +224,29 @@ class UdpAssociation(Relay):
                 self._stranger(addr, "internal")
                 return
             self._lock_client(addr)
-        self.last_active = self._clock.seconds()
+        now = self.last_active = self._clock.seconds()
         n = len(data)
+        if n > 4:
+            # The hot path: a header seen before (a cached key always starts
+            # RSV RSV FRAG = 0 0 0, so this also checks them).
+            atyp = data[3]
+            hlen = _HEADER_LEN.get(atyp) or (7 + data[4] if atyp == 3 else n + 1)
+            route = self._routes.get(data[:hlen])
+            if (
+                route is not None
+                and route.external is not None
+                and n >= hlen
+                and (not route.expires or route.expires >= now)
+            ):
+                read = self.client_read
+                read[0] += n
+                read[1] += 1
+                self._send(route, route.external, memoryview(data)[hlen:])
+                return
+        self._check_header(data, n)
+
+    def _check_header(self, data: bytes, n: int) -> None:
+        """A datagram with a new (or bad) header: check it, then route it."""
         if n < 4 or data[0] or data[1]:
             self._bad_datagram("truncated SOCKS UDP header or non-zero RSV")
             return
@@ -262,34 +286,37 @@ class UdpAssociation(Relay):
                 pass
 
     def _forward(self, route: _Route, data: bytes, hlen: int) -> None:
-        match = route.match
         external = route.external
-        if external is None:
-            if not match.passed:
-                if self.session._logs(match, *udplog.BLOCK_FLAGS):
-                    udplog.datagram_line(self, "block", match, route.target)
-            elif self._log_errors:
-                udplog.datagram_line(
-                    self, "block", match, route.target, why=route.error
-                )
+        if external is not None:
+            self._send(route, external, memoryview(data)[hlen:])
             return
-        payload = memoryview(data)[hlen:]
+        match = route.match
+        if not route.passed:
+            if self.session._logs(match, *udplog.BLOCK_FLAGS):
+                udplog.datagram_line(self, "block", match, route.target)
+        elif self._log_errors:
+            udplog.datagram_line(self, "block", match, route.target, why=route.error)
+
+    def _send(self, route: _Route, external: UdpEndpoint, payload: memoryview) -> None:
+        """The payload to its destination, from the family's external socket."""
         sockaddr = route.sockaddr
         try:
-            if external.connected == sockaddr:
-                try:
-                    external.sock.send(payload)
-                except ConnectionRefusedError:  # an earlier ICMP error: again
-                    external.sock.send(payload)
+            if external.connected is sockaddr:
+                external.sock.send(payload)
             else:
                 external.sock.sendto(payload, sockaddr)  # type: ignore[arg-type]
+        except ConnectionRefusedError:  # an earlier ICMP error: try once more
+            try:
+                external.sock.send(payload)
+            except OSError:
+                return
         except OSError:
             return  # full buffer or unreachable: UDP may drop, so do we
         written = self.target_written
         written[0] += len(payload)
         written[1] += 1
         if route.log_io:
-            udplog.datagram_line(self, "pass", match, route.target, len(payload))
+            udplog.datagram_line(self, "pass", route.match, route.target, len(payload))
 
     def _new_route(self, key: bytes, data: bytes) -> None:
         """First datagram with this header: decide, resolve, pick a socket."""
@@ -434,6 +461,7 @@ class UdpAssociation(Relay):
             def decided(match: Match) -> None:
                 if not self.closed:
                     sender.match = match
+                    sender.passed = match.passed
                     rule = match.rule
                     sender.log_io = rule is not None and "iooperation" in rule.log
                     self._to_client(sender, match, data)
@@ -443,7 +471,7 @@ class UdpAssociation(Relay):
         self._to_client(sender, match, data)
 
     def _to_client(self, sender: _Sender, match: Match, data: bytes) -> None:
-        if not match.passed:
+        if not sender.passed:
             if self.session._logs(match, *udplog.BLOCK_FLAGS):
                 udplog.reply_line(self, "block", match, sender.address)
             return

@@ -145,8 +145,22 @@ class UdpEndpoint:
         return f"dantex-udp-{self.name}"
 
     def doRead(self) -> None:
-        recvfrom = self.sock.recvfrom
         handler = self.handler
+        connected = self.connected
+        if connected is not None:  # the kernel filters: no address to read
+            recv = self.sock.recv
+            for _ in range(_BATCH):
+                if self.closed:
+                    return
+                try:
+                    data = recv(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    continue  # an ICMP error for an earlier send
+                handler(data, connected)
+            return
+        recvfrom = self.sock.recvfrom
         for _ in range(_BATCH):
             if self.closed:
                 return
