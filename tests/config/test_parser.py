@@ -209,12 +209,18 @@ def test_logoutput_targets() -> None:
 
 
 def test_embedded_default_is_safe() -> None:
-    """The default serves 127.0.0.1:1080 to loopback clients only, no auth."""
+    """The default serves 127.0.0.1:1080 to loopback clients only, no auth;
+    BIND and UDP replies may come from anywhere, but only to those clients."""
     cfg = parse(default_config_text(), "<default>")
     assert [(i.host, i.port) for i in cfg.internals] == [("127.0.0.1", 1080)]
     assert cfg.socksmethods == ("none",)
     for rule in cfg.client_rules + cfg.socks_rules:
-        assert rule.src.network == ipaddress.ip_network("127.0.0.0/8")
+        replies = rule.commands is not None and rule.commands <= {
+            "bindreply",
+            "udpreply",
+        }
+        client_side = rule.dst if replies else rule.src
+        assert client_side.network == ipaddress.ip_network("127.0.0.0/8")
 
 
 @pytest.mark.parametrize(
