@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dantex.protocol import socks4
@@ -109,6 +110,7 @@ class UdpAssociation(Relay):
     """
 
     kind = "udp"
+    log = Logger()
 
     def __init__(
         self,
@@ -129,7 +131,7 @@ class UdpAssociation(Relay):
         self.declared = declared
         self.expect_ip = expect_ip
         self.expect_port = expect_port
-        self.inside = UdpEndpoint(sock, self._from_client, "internal")
+        self.inside = UdpEndpoint(sock, self._from_client, "internal", self._lost)
         if expect_port:
             self.inside.connected = (expect_ip, expect_port)
         #: the client's UDP address, from its first datagram.
@@ -209,6 +211,11 @@ class UdpAssociation(Relay):
         self._ended(reason)
         if transport is not None:
             transport.loseConnection()
+
+    def _lost(self, reason: Failure) -> None:
+        """A socket failed under us (a bug): end the association, say why."""
+        self.log.failure("UDP relay failed", reason)
+        self._close(EndReason("timeout", "session error"))
 
     def _log_end(self, reason: EndReason) -> None:
         udplog.end_lines(self, reason, self._external_text)
@@ -407,7 +414,7 @@ class UdpAssociation(Relay):
         except OSError:
             sock.close()
             raise
-        endpoint = UdpEndpoint(sock, self._from_peer, "external")
+        endpoint = UdpEndpoint(sock, self._from_peer, "external", self._lost)
         self.externals[family] = endpoint
         self._reactor.addReader(endpoint)
         return endpoint

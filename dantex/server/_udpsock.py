@@ -125,16 +125,24 @@ class UdpEndpoint:
     """One UDP socket in the reactor; each datagram goes to ``handler``.
 
     ``connected`` is the peer ``sock`` is connected to (None if none): the
-    handler is then given that address without asking the kernel.
+    handler is then given that address without asking the kernel.  ``lost``
+    hears of the reactor dropping the socket (an exception in ``handler``).
     """
 
-    __slots__ = ("closed", "connected", "fd", "handler", "name", "sock")
+    __slots__ = ("closed", "connected", "fd", "handler", "lost", "name", "sock")
 
-    def __init__(self, sock: socket.socket, handler: Handler, name: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        name: str,
+        lost: Callable[[Failure], None] | None = None,
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.handler = handler
         self.name = name
+        self.lost = lost
         self.connected: tuple[str, int] | None = None
         self.closed = False
 
@@ -175,4 +183,6 @@ class UdpEndpoint:
             handler(data, addr)
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        """The reactor dropped us (``doRead`` raised): tell the owner."""
+        if self.lost is not None and not self.closed:
+            self.lost(reason)

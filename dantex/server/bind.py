@@ -271,7 +271,11 @@ class _Listener:
         self.wait.accepted(conn, addr)
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        """The reactor dropped the socket (``doRead`` raised): end the wait."""
+        if self.wait._listener is self:
+            self.wait._listener = None
+            self.sock.close()
+            self.wait.failed(f"session error ({reason.getErrorMessage()})")
 
 
 class BindWait(Relay):

@@ -430,3 +430,49 @@ def test_connectdst_connects_then_disconnects_keeping_the_port(
     first.sendto(b"late", ("127.0.0.1", port))
     pump(external)
     assert client.recv(100).endswith(b"late")
+
+
+def test_rule_timeout_io_bounds_the_association() -> None:
+    """A socks-rule's timeout.io (not only .udp) applies to its associations."""
+    m = memory_session(
+        CONF.replace(
+            "log: connect disconnect error iooperation }\nsocks pass { from: 0/0 "
+            "to: 127.0.0.0/8",
+            "log: connect disconnect error iooperation\n  timeout.io: 3 }\n"
+            "socks pass { from: 0/0 to: 127.0.0.0/8",
+        )
+    )
+    associate(m)
+    m.clock.advance(2.5)
+    assert m.transport.connected
+    m.clock.advance(1)
+    assert not m.transport.connected
+
+
+def test_ipv6_client_gets_an_ipv6_relay(udp: list[socket.socket]) -> None:
+    """A client on ::1 declaring :: gets a relay socket on ::1 (its family)."""
+    config = CONF.replace(
+        "client pass {", "client pass { from: ::1/128 to: 0/0 }\nclient pass {", 1
+    )
+    m = memory_session(config, client=("::1", 40000), server=("::1", 1080))
+    assert m.send(b"\x05\x01\x00") == b"\x05\x00"
+    # RFC 1928 §4: ATYP=4 DST.ADDR=:: DST.PORT=0
+    reply = m.send(b"\x05\x03\x00\x04" + b"\x00" * 18)
+    assert reply[:4] == b"\x05\x00\x00\x04"
+    assert socket.inet_ntop(socket.AF_INET6, reply[4:20]) == "::1"
+    port = struct.unpack("!H", reply[20:22])[0]
+    assert association(m).inside.sock.getsockname()[:2] == ("::1", port)
+
+
+def test_a_failing_socket_ends_the_association() -> None:
+    """If the reactor drops a socket (an exception while reading), the
+    association ends and says so, instead of lingering half-alive."""
+    from twisted.python.failure import Failure
+
+    m = memory_session(CONF)
+    associate(m)
+    assoc = association(m)
+    assoc.inside.connectionLost(Failure(RuntimeError("boom")))
+    assert not m.transport.connected
+    assert assoc.inside.sock.fileno() == -1
+    assert any("session error" in x for x in m.log.messages())
