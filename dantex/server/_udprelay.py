@@ -39,8 +39,10 @@ _MAX_LOOKUPS = 8
 _MAX_ROUTES = 1024
 #: Destinations remembered per association for replies (oldest forgotten).
 _MAX_DESTINATIONS = 4096
-#: Datagrams held per destination while its name or rules need DNS.
+#: Datagrams held per destination while its name or rules need DNS, and
+#: destinations waiting at once (more are dropped: DNS is not free).
 _MAX_WAITING = 16
+_MAX_PENDING = 64
 #: Seconds a route through a resolved name, or a failed one, is kept.
 _ROUTE_TTL = 60.0
 _FAILED_TTL = 5.0
@@ -331,6 +333,8 @@ class UdpAssociation(Relay):
         if waiting is not None:  # already being decided
             if len(waiting) < _MAX_WAITING:
                 waiting.append(data)
+            return
+        if len(self._waiting) >= _MAX_PENDING:
             return
         try:
             parsed = decode_address(key, 3)

@@ -275,3 +275,30 @@ def test_stranger_datagram_is_dropped(dantex: RunDantex, origins: Origins) -> No
         assert client.recv(100) == head + b"mine"
         assert silent(stranger, 0.2)
     server.wait_for_log(r"127\.0\.0\.2\.\d+ .*other than the client's")
+
+
+def test_wildcard_listener_replies_with_reachable_addresses(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """Listening on 0.0.0.0 without external:, the UDP ASSOCIATE reply names
+    the address the client connected to and BIND's a concrete one: never
+    0.0.0.0, which a client cannot send to (a bug class of other servers)."""
+    server = dantex(RULES, internal="internal: 0.0.0.0 port = 0")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as c:
+        c.sendall(b"\x05\x01\x00")
+        assert recv_exact(c, 2) == b"\x05\x00"
+        relay = associate(c)
+        assert relay[0] == "127.0.0.1"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(TIMEOUT)
+            head = udp_header(origins.host, origins.udp_echo_port)
+            u.sendto(head + b"reachable", relay)
+            assert u.recv(100) == head + b"reachable"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as c:
+        c.sendall(b"\x05\x01\x00")
+        assert recv_exact(c, 2) == b"\x05\x00"
+        c.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+        code, ip, port = v5_reply(c)
+        assert code == 0 and ip != "0.0.0.0"
+        with socket.create_connection((ip, port), timeout=TIMEOUT) as peer:
+            assert v5_reply(c) == (0, *peer.getsockname())
