@@ -22,6 +22,9 @@ reply, ``tcp/bindreply [`` at the second, and at the end ``tcp/bindreply ]``
 with the counts, ``tcp/bind ]`` without, ``tcp/accept ]``.  In the
 ``bindreply`` session Dante calls the peer the "local client" and the SOCKS
 client the "remote peer"; the end reasons keep that wording.
+
+Not implemented: the BIND extension (above), ``compatibility: sameport``
+(binding a privileged port the client asked for).
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ association.  The association ends with its TCP control connection, or after
 ``timeout.io.udp`` without a datagram.  Log lines and counters follow danted
 1.4.2 as observed (``udp/udpassociate [``, ``-``, ``]`` with
 ``bytes/packets``; client-side counts include the SOCKS header).
+
+Not implemented: ``compatibility: draft-5.05`` (the USECLIENTSPORT flag),
+ICMP port-unreachable messages to senders (danted sends them as root),
+reassembly of fragments (dropped, as by danted).
 """
 
 from __future__ import annotations
