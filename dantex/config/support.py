@@ -137,7 +137,17 @@ FEATURES: dict[str, Feature] = {
 }
 
 #: Gated features that dantex honours.  Add a key here to switch it on.
-SUPPORTED: frozenset[str] = frozenset()
+SUPPORTED: frozenset[str] = frozenset(
+    {
+        # BIND and UDP ASSOCIATE (dantex/server/bind.py, udp.py)
+        "command:bind",
+        "command:bindreply",
+        "command:udpassociate",
+        "command:udpreply",
+        "udp.portrange",
+        "udp.connectdst",
+    }
+)
 
 
 def feature_of(key: str) -> Feature | None:

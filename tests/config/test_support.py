@@ -16,9 +16,10 @@ def test_every_gated_feature_has_an_owner() -> None:
         assert feature.stored or feature.owner == "never", key
 
 
-def test_nothing_gated_is_supported_by_default() -> None:
-    """Until an owner flips it, no gated feature is accepted."""
-    assert not support.SUPPORTED & set(support.FEATURES)
+def test_only_known_in_scope_features_are_switched_on() -> None:
+    """Every switched-on key is a registered feature that dantex can provide."""
+    assert support.SUPPORTED <= set(support.FEATURES)
+    assert all(support.FEATURES[k].owner != "never" for k in support.SUPPORTED)
 
 
 def test_family_keys_cover_their_keywords() -> None:
