@@ -19,6 +19,7 @@ from dantex.config.model import (
     AddressSpec,
     AddressSpecKind,
     Alarm,
+    Hop,
     Monitor,
     PortSpec,
     Route,
@@ -60,10 +61,17 @@ class Body:
     fields: dict[str, Any] = field(factory=dict)
     session: dict[str, Any] = field(factory=dict)
     extras: dict[str, tuple[str, ...]] = field(factory=dict)
+    #: a route's further parents: each ``via:`` after the first, with the
+    #: hop keywords that followed it (dantex's multi-hop path)
+    hops: list[tuple[AddressSpec, dict[str, Any]]] = field(factory=list)
 
     def add(self, name: str, item: object) -> None:
         """Append to a tuple field."""
         self.fields[name] = (*self.fields.get(name, ()), item)
+
+    def hop(self) -> dict[str, Any]:
+        """Where a route's hop keywords go: the last ``via:`` given so far."""
+        return self.hops[-1][1] if self.hops else self.fields
 
 
 Handler = Callable[["Parser", Body, Token], None]
@@ -104,7 +112,13 @@ def rule(p: Parser, kind: RuleKind, head: Token, verdict_tok: Token) -> None:
 
 
 def route(p: Parser, head: Token) -> None:
-    """``route { from: ... to: ... via: ... }`` (server chaining)."""
+    """``route { from: ... to: ... via: ... }`` (server chaining).
+
+    dantex extensions: several ``via:`` lines make a path of parents, each
+    reached through the ones before it; ``username:``/``password:`` and
+    ``tls:``/``tls.cafile:``/``tls.servername:`` belong to the hop whose
+    ``via:`` they follow (as ``proxyprotocol:`` and ``method:`` do).
+    """
     p.ts.next()
     body = Body("route", head)
     p.use("route", head)
@@ -113,30 +127,68 @@ def route(p: Parser, head: Token) -> None:
     if body.src is None or body.dst is None or body.via is None:
         missing = "from:" if body.src is None else "to:" if body.dst is None else "via:"
         raise _missing(body, missing)
-    via = body.via
     fields = body.fields
-    if via.kind is not AddressSpecKind.DIRECT:
-        commands = fields.get("commands") or frozenset()
-        other = sorted(commands - {"connect"})
-        if other:
+    first = {k: fields.pop(k) for k in _HOP_ONLY if k in fields}
+    hops: list[Hop] = []
+    if body.via.kind is AddressSpecKind.DIRECT:
+        if first:
             raise ConfigError(
-                head.span,
-                f"server chaining supports CONNECT only, not {' '.join(other)}",
-                hint="write 'command: connect'",
+                head.span, f"'{next(iter(first))}:' is for a parent, not 'via: direct'"
             )
-        if "udp" in (fields.get("protocols") or ()):
-            raise ConfigError(head.span, "server chaining supports TCP only")
-        if via.port is None:
-            protocols = fields.get("proxyprotocols") or frozenset()
-            default = 80 if protocols and protocols <= {"http", "http_v1.0"} else 1080
-            via = AddressSpec(
-                via.kind, via.span, via.network, via.name, PortSpec("eq", default)
-            )
+    else:
+        first_fields = {k: fields[k] for k in _HOP_SHARED if k in fields}
+        hops.append(_hop(body.via, {**first_fields, **first}))
+        hops.extend(_hop(via, values) for via, values in body.hops)
+        _check_commands(head, fields, hops[-1])
+    via = hops[0].via if hops else body.via
     if body.extras:
         fields["extras"] = dict(body.extras)
     p.routes.append(
-        Route(len(p.routes) + 1, head.span, body.src, body.dst, via, **fields)
+        Route(
+            len(p.routes) + 1,
+            head.span,
+            body.src,
+            body.dst,
+            via,
+            hops=tuple(hops),
+            **fields,
+        )
     )
+
+
+#: Keywords of one hop that only dantex has (kept out of the Route's fields).
+_HOP_ONLY = ("username", "password", "tls", "tls_cafile", "tls_servername")
+#: Hop keywords Dante has: the first hop's are also the Route's own fields.
+_HOP_SHARED = ("proxyprotocols", "methods")
+
+
+def _hop(via: AddressSpec, values: dict[str, Any]) -> Hop:
+    """One parent, with Dante's default port (80 for HTTP, 443 over TLS,
+    else 1080)."""
+    if via.port is None:
+        protocols = values.get("proxyprotocols") or frozenset()
+        http = bool(protocols) and protocols <= {"http", "http_v1.0"}
+        default = (443 if values.get("tls") else 80) if http else 1080
+        via = AddressSpec(
+            via.kind, via.span, via.network, via.name, PortSpec("eq", default)
+        )
+    if "password" in values and "username" not in values:
+        raise ConfigError(via.span, "'password:' without 'username:' for this parent")
+    return Hop(via, **values)
+
+
+def _check_commands(head: Token, fields: dict[str, Any], last: Hop) -> None:
+    """What a route through parents may carry: CONNECT (Dante's only command)."""
+    commands = fields.get("commands") or frozenset()
+    other = sorted(commands - {"connect"})
+    if other:
+        raise ConfigError(
+            head.span,
+            f"server chaining supports CONNECT only, not {' '.join(other)}",
+            hint="write 'command: connect'",
+        )
+    if "udp" in (fields.get("protocols") or ()):
+        raise ConfigError(head.span, "server chaining supports TCP only")
 
 
 def monitor(p: Parser, head: Token) -> None:
@@ -259,6 +311,19 @@ def _family(name: str) -> tuple[frozenset[str], Handler] | None:
 def _k_address(p: Parser, body: Body, kw: Token) -> None:
     slot = kw.value if kw.value != "from" else "src"
     slot = {"src": "src", "to": "dst", "via": "via"}[slot]
+    if slot == "via" and body.via is not None:
+        via = v.parse_via(p.ts, kw)  # a further parent on the path (dantex)
+        if (
+            via.kind is AddressSpecKind.DIRECT
+            or body.via.kind is AddressSpecKind.DIRECT
+        ):
+            raise ConfigError(
+                kw.span,
+                "'via: direct' cannot be part of a path of parents",
+                hint="a route is either direct or through one or more parents",
+            )
+        body.hops.append((via, {}))
+        return
     if getattr(body, slot) is not None:
         raise ConfigError(kw.span, f"a second '{kw.value}:' in one block")
     if slot == "via":
@@ -282,12 +347,17 @@ def _k_proxyprotocol(p: Parser, body: Body, kw: Token) -> None:
     values = p.word_set(kw, frozenset(allowed), "proxy protocol")
     if values & {"socks_v4", "socks_v5"} and values - {"socks_v4", "socks_v5"}:
         raise ConfigError(kw.span, "socks proxy protocols cannot be combined with http")
+    if body.kind == "route":
+        if "upnp" in values:
+            raise ConfigError(kw.span, "UPnP gateways are not supported by dantex")
+        body.hop()["proxyprotocols"] = values
+        return
     body.fields["proxyprotocols"] = values
 
 
 def _k_method(p: Parser, body: Body, kw: Token) -> None:
     if body.kind == "route":
-        body.fields["methods"] = p.method_list(kw, "route")
+        body.hop()["methods"] = p.method_list(kw, "route")
         return
     client = kw.value == "clientmethod" or (
         kw.value == "method" and body.kind in ("client", "hostid")
@@ -465,6 +535,38 @@ def _k_extension(p: Parser, body: Body, kw: Token) -> None:
     )
 
 
+def _k_credential(p: Parser, body: Body, kw: Token) -> None:
+    """``username: NAME`` / ``password: SECRET`` (dantex): fixed credentials
+    for this hop's parent.  The password is the rest of the line (up to a
+    ``#`` or ``}``: the lexer keeps it one word); it is masked in messages."""
+    hop = body.hop()
+    if kw.value in hop:
+        raise ConfigError(kw.span, f"a second '{kw.value}:' for one parent")
+    value = p.ts.expect_value(kw, kw.value).value
+    if len(value.encode("utf-8")) > 255:
+        raise ConfigError(kw.span, f"'{kw.value}:' is longer than 255 bytes")
+    hop[kw.value] = value
+
+
+def _k_tls(p: Parser, body: Body, kw: Token) -> None:
+    """``tls: yes|no``, ``tls.cafile: PATH``, ``tls.servername: NAME`` (dantex)."""
+    hop = body.hop()
+    tok = p.ts.expect_value(kw, "value")
+    if kw.value == "tls":
+        hop["tls"] = v.parse_bool(tok, "tls")
+    elif kw.value == "tls.cafile":
+        try:
+            with open(tok.value, "rb"):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                tok.span, f"cannot read {tok.value!r}: {e.strerror}"
+            ) from None
+        hop["tls_cafile"] = tok.value
+    else:
+        hop["tls_servername"] = tok.value
+
+
 def _k_alarm(p: Parser, body: Body, kw: Token) -> None:
     parts = kw.value.split(".")
     side = parts.pop(0) if parts[0] in ("internal", "external") else None
@@ -523,6 +625,11 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "hostid": (_RULE | {"monitor"}, _k_hostid),
     "hostindex": (_RULE | {"monitor"}, _k_hostid),
     "extension": (frozenset({"route"}), _k_extension),
+    "username": (frozenset({"route"}), _k_credential),
+    "password": (frozenset({"route"}), _k_credential),
+    "tls": (frozenset({"route"}), _k_tls),
+    "tls.cafile": (frozenset({"route"}), _k_tls),
+    "tls.servername": (frozenset({"route"}), _k_tls),
     **{name: (_RULE, _k_timeout) for name in TIMEOUT_FIELDS},
     **{
         f"session.{s}": (_RULE, _k_session)

@@ -362,6 +362,16 @@ def _s_route_number(p: Parser, kw: Token) -> None:
         p.settings["route_badexpire"] = v.parse_duration(tok, kw.value)
 
 
+def _s_route_order(p: Parser, kw: Token) -> None:
+    """``route.order: file | dante`` (dantex): which matching route is tried
+    first -- the first in the file, or danted's order (direct routes, then
+    SOCKS 4, SOCKS 5 and HTTP parents)."""
+    tok = p.ts.expect_value(kw, "order")
+    if tok.value not in ("file", "dante"):
+        raise ConfigError(tok.span, "route.order must be file or dante")
+    p.settings["route_order"] = tok.value
+
+
 def _s_pam_servicename(p: Parser, kw: Token) -> None:
     p.use("pam.servicename", kw)
     p.settings["pam_servicename"] = p.ts.expect_value(kw, "service name").value
@@ -478,6 +488,7 @@ _SETTINGS: dict[str, Handler] = {
     "libwrap.deny": _s_path("libwrap_deny"),
     "route.maxfail": _s_route_number,
     "route.badexpire": _s_route_number,
+    "route.order": _s_route_order,
     "pam.servicename": _s_pam_servicename,
     "pamservicename": _s_pam_servicename,
     "bsdauth.stylename": _s_module,

@@ -27,7 +27,7 @@ timeout.negotiate timeout.connect timeout.io timeout.io.tcp timeout.io.udp
 timeout.tcp_fin_wait connecttimeout iotimeout srchost compatibility
 extension udp.connectdst internal.advertise external.advertise resolveprotocol
 libwrap.hosts_access libwrap.allow
-libwrap.deny route.maxfail route.badexpire child.maxrequests child.maxidle
+libwrap.deny route.maxfail route.badexpire route.order child.maxrequests child.maxidle
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 """
@@ -41,6 +41,7 @@ timeout.tcp_fin_wait connecttimeout iotimeout
 session.max session.throttle session.state.key session.state.key.hostindex
 session.state.max session.state.throttle session.inheritable
 pamservicename protocolversion
+username password tls tls.cafile tls.servername
 """
 _LDAP_TEXT = """
 ldap.group ldap.group.hex ldap.group.hex.all ldap.url ldap.server ldap.basedn

@@ -15,7 +15,7 @@ from attrs import frozen
 
 from dantex.config.errors import ConfigError, Span
 
-__all__ = ["Token", "TokenKind", "tokenize"]
+__all__ = ["Token", "TokenKind", "masked", "tokenize"]
 
 
 class TokenKind(Enum):
@@ -57,6 +57,21 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,4}\Z")
 
 
+#: ``password: SECRET`` (a route's parent credentials, dantex): the secret is
+#: the rest of the line up to a ``#`` or ``}``, whatever its characters.
+_PASSWORD = re.compile(r"(?<![\w.])(password:)[ \t]*([^#}]*?)(?=[ \t]*(?:[#}]|$))")
+
+
+def masked(line: str) -> str:
+    """``line`` with every ``password:`` value replaced by ``*`` (token spans
+    keep this text, so that no message, excerpt or repr shows a secret)."""
+    if "password:" not in line:
+        return line
+    return _PASSWORD.sub(
+        lambda m: m[0][: m.start(2) - m.start()] + "*" * len(m[2]), line
+    )
+
+
 def _is_keyword_prefix(word: str) -> bool:
     """Whether ``word`` (before a ``:``) names a keyword, not an IPv6 group."""
     return bool(_IDENT.match(word)) and not _HEX.match(word)
@@ -67,9 +82,15 @@ def tokenize(text: str, path: str) -> Iterator[Token]:
 
     :raises ConfigError: a character that cannot start any token.
     """
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         pos = 0
+        line = masked(raw)
         while pos < len(line):
+            secret = _PASSWORD.match(raw, pos) if line[pos] == "p" else None
+            if secret is not None:
+                yield from _password(secret, path, lineno, line)
+                pos = secret.end()
+                continue
             m = _TOKEN.match(line, pos)
             if m is None:
                 span = Span(path, lineno, pos + 1, pos + 2, line)
@@ -89,6 +110,18 @@ def tokenize(text: str, path: str) -> Iterator[Token]:
                 yield Token(TokenKind.OP, value, span)
             else:
                 yield from _split_word(value, span)
+
+
+def _password(m: re.Match[str], path: str, lineno: int, line: str) -> Iterator[Token]:
+    """The ``password:`` keyword and its value as one word."""
+    yield Token(
+        TokenKind.KEYWORD,
+        "password",
+        Span(path, lineno, m.start(1) + 1, m.end(1) + 1, line),
+    )
+    if m[2]:
+        span = Span(path, lineno, m.start(2) + 1, m.end(2) + 1, line)
+        yield Token(TokenKind.WORD, m[2], span)
 
 
 def _split_word(value: str, span: Span) -> Iterator[Token]:

@@ -21,6 +21,7 @@ __all__ = [
     "Config",
     "ErrorLogSpec",
     "ExternalAddress",
+    "Hop",
     "InternalAddress",
     "LogTarget",
     "Monitor",
@@ -238,8 +239,35 @@ class Rule:
 
 
 @frozen
+class Hop:
+    """One parent proxy on a route's path (:mod:`dantex.server.route`).
+
+    Dante has one parent per route; dantex allows several (each further
+    ``via:`` of a block starts a hop reached through the ones before it).
+    The keywords written after a ``via:`` (``proxyprotocol:``, ``method:``
+    and dantex's ``username:``, ``password:``, ``tls*:``) belong to its hop.
+    """
+
+    via: AddressSpec  #: the parent's address, with its port
+    proxyprotocols: frozenset[str] | None = None  #: None: socks_v4 socks_v5
+    methods: tuple[str, ...] | None = None  #: None: none
+    #: fixed credentials (dantex): RFC 1929 for SOCKS 5, Basic for HTTP
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: TLS to this parent (dantex), verified against ``tls_cafile`` (else the
+    #: system's trust store) for ``tls_servername`` (else the ``via:`` host)
+    tls: bool = False
+    tls_cafile: str | None = None
+    tls_servername: str | None = None
+
+
+@frozen
 class Route:
-    """A ``route { }`` block (server chaining, Dante §1.8); served elsewhere."""
+    """A ``route { }`` block (server chaining, Dante §1.8).
+
+    ``via``, ``proxyprotocols`` and ``methods`` describe the first parent as
+    Dante has it; ``hops`` is the whole path (empty for ``via: direct``).
+    """
 
     number: int
     span: Span
@@ -254,6 +282,12 @@ class Route:
     redirect_from: AddressSpec | None = None
     socket_options: tuple[SocketOption, ...] = ()
     extras: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    hops: tuple[Hop, ...] = ()
+
+    @property
+    def direct(self) -> bool:
+        """Whether this is a ``via: direct`` route."""
+        return self.via.kind is AddressSpecKind.DIRECT
 
 
 @frozen
@@ -317,6 +351,9 @@ class Config:
     libwrap_deny: str | None = None
     route_maxfail: int = 1
     route_badexpire: float = 300.0
+    #: ``route.order`` (dantex): "file" (first match in file order) or
+    #: "dante" (direct routes first, then by parent protocol, as danted)
+    route_order: str = "file"
     pam_servicename: str | None = None
     ldap: Mapping[str, tuple[str, ...]] = field(factory=dict)
     socket_options: tuple[SocketOption, ...] = ()

@@ -146,6 +146,10 @@ SUPPORTED: frozenset[str] = frozenset(
         "command:udpreply",
         "udp.portrange",
         "udp.connectdst",
+        # server chaining (dantex/server/route.py)
+        "route",
+        "route.maxfail",
+        "route.badexpire",
     }
 )
 
