@@ -24,7 +24,7 @@ from dantex.config import parse
 from dantex.log.output import DanteLog
 from dantex.server.context import Policy, Runtime
 from dantex.server.lean import Conn
-from dantex.server.relay import EndReason, OnEnd, Relay
+from dantex.server.relay import EndReason, OnEnd, Relay, TransportTarget
 from dantex.server.resolve import Resolver
 from dantex.server.session import SocksSession
 
@@ -118,7 +118,7 @@ class FakeRelay(Relay):
         self,
         runtime: Runtime,
         session: SocksSession,
-        target: Conn | socket.socket,
+        target: Conn | socket.socket | TransportTarget,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
@@ -126,7 +126,7 @@ class FakeRelay(Relay):
     ) -> None:
         super().__init__(runtime.clock, on_end or session.relay_ended, io_timeout)
         self.session = session
-        self.target = target
+        self.target: Any = target  # Conn, socket or TransportTarget
         self.reply = reply
         self.leftover = leftover
         self.started = False
@@ -186,7 +186,7 @@ def memory_session(
 
     def start_relay(
         session: SocksSession,
-        target: Conn | socket.socket,
+        target: Conn | socket.socket | TransportTarget,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,

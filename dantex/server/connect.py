@@ -1,5 +1,8 @@
 """The CONNECT command: resolve, pick the source address, connect, reply, relay.
 
+With ``route { }`` blocks the request goes through :mod:`dantex.server.route`
+first; a ``via: direct`` route comes back here.
+
 Dante's external address choice (``external.rotation``) and reply codes; the
 connection goes to the address that made an IP rule match a host name.
 """
@@ -23,7 +26,7 @@ from dantex.server.lean import Conn
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
 
-__all__ = ["choose_source", "rule_timeout", "start_connect"]
+__all__ = ["choose_source", "connect_direct", "rule_timeout", "start_connect"]
 
 #: Addresses of a resolved name tried in turn before giving up.
 _MAX_CANDIDATES = 4
@@ -98,7 +101,18 @@ def _kernel_source(family: int, ip: str) -> str | None:
 
 
 def start_connect(session: SocksSession, match: Match) -> None:
-    """Carry out a permitted CONNECT for ``session``."""
+    """Carry out a permitted CONNECT for ``session``: through its routes when
+    the configuration has any (:mod:`dantex.server.route`), else direct."""
+    if session.policy.routes is not None:
+        from dantex.server._failover import start_routed_connect
+
+        start_routed_connect(session, match)
+        return
+    connect_direct(session, match)
+
+
+def connect_direct(session: SocksSession, match: Match) -> None:
+    """Resolve the target if needed and connect to it ourselves."""
     target = session.target
     assert target is not None
     if target.is_ip:

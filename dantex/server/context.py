@@ -20,8 +20,9 @@ from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
 from dantex.server.lean import Conn
-from dantex.server.relay import OnEnd, Relay, TwistedRelay
+from dantex.server.relay import OnEnd, Relay, TransportTarget, TwistedRelay
 from dantex.server.resolve import Resolver
+from dantex.server.route import RouteMarks, RouteTable
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class Policy:
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
+        #: the compiled ``route { }`` blocks (None: every request goes direct)
+        self.routes = RouteTable(config) if config.routes else None
 
 
 class Runtime:
@@ -71,11 +74,13 @@ class Runtime:
         self.accepted = 0
         self.started = self.clock.seconds()
         self.on_session_end: list[Callable[[object], None]] = []
+        #: routes marked bad (server chaining), kept across reloads
+        self.route_marks = RouteMarks(self.clock)
 
     def start_relay(
         self,
         session: SocksSession,
-        target: Conn | socket.socket,
+        target: Conn | socket.socket | TransportTarget,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
@@ -83,7 +88,8 @@ class Runtime:
     ) -> Relay:
         """A relay between ``session``'s client and ``target`` (not started).
 
-        The splice relay when allowed, else the Twisted relay.  ``reply`` goes
+        The splice relay when allowed, else the Twisted relay (always for a
+        :class:`TransportTarget`: TLS to a parent proxy).  ``reply`` goes
         to the client first, ``leftover`` (client bytes that came with the
         request) to the target.  ``on_end`` replaces ``session.relay_ended``
         (BIND logs its own lines).
@@ -94,7 +100,7 @@ class Runtime:
         flags = session.log_flags()
         io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
         relay: Relay
-        if self.use_splice and not io_log:
+        if self.use_splice and not io_log and not isinstance(target, TransportTarget):
             relay = SpliceRelay(
                 self.reactor,
                 self.clock,

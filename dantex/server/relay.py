@@ -25,7 +25,7 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["EndReason", "Relay", "TwistedRelay"]
+__all__ = ["EndReason", "Relay", "TransportTarget", "TwistedRelay"]
 
 
 class EndReason:
@@ -149,6 +149,65 @@ class _Side(Protocol):
         self.relay._lost(self, reason)
 
 
+@implementer(ti.IHalfCloseableProtocol)
+class TransportTarget(Protocol):
+    """A target reached through a Twisted transport whose socket the relay
+    cannot take (TLS to a parent proxy): the protocol of that transport.
+
+    What arrives before the relay starts (the first bytes after the parent's
+    reply, an EOF, the loss) is kept and replayed to the relay.  Twisted's
+    TLS has no half-close, so an EOF from the client closes the TLS
+    connection once pending bytes are written (``half_close`` is False).
+    """
+
+    half_close = False
+
+    def __init__(self) -> None:
+        self._side: Protocol | None = None
+        self._data: list[bytes] = []
+        self._eof = False
+        self._reason: Failure | None = None
+
+    def attach(self, side: Protocol) -> None:
+        """Hand the transport and everything kept so far to ``side``."""
+        assert self.transport is not None
+        self._side = side
+        side.makeConnection(self.transport)
+        data, self._data = self._data, []
+        for chunk in data:
+            side.dataReceived(chunk)
+        if self._eof:
+            ti.IHalfCloseableProtocol(side).readConnectionLost()
+        if self._reason is not None:
+            side.connectionLost(self._reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._side is not None:
+            self._side.dataReceived(data)
+        else:
+            self._data.append(data)
+
+    def readConnectionLost(self) -> None:
+        if self._side is not None:
+            ti.IHalfCloseableProtocol(self._side).readConnectionLost()
+        else:
+            self._eof = True
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._side is not None:
+            self._side.connectionLost(reason)
+        else:
+            self._reason = reason
+
+    def close(self) -> None:
+        """Drop the connection (the session ended before the relay started)."""
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
 class _OneShotFactory(ServerFactory):
     noisy = False
 
@@ -163,7 +222,8 @@ class TwistedRelay(Relay):
     """Relay through Twisted transports paired as each other's producers.
 
     :param client: the client's connected socket.
-    :param target: the connected target socket.
+    :param target: the connected target socket, or a :class:`TransportTarget`
+        (its transport is used as it is).
     :param to_client: bytes for the client first (e.g. the SOCKS reply).
     :param to_target: bytes the client sent before the relay started.
 
@@ -178,7 +238,7 @@ class TwistedRelay(Relay):
         reactor: ti.IReactorSocket,
         clock: IReactorTime,
         client: socket.socket,
-        target: socket.socket,
+        target: socket.socket | TransportTarget,
         on_end: OnEnd,
         *,
         to_client: bytes = b"",
@@ -187,6 +247,7 @@ class TwistedRelay(Relay):
     ) -> None:
         super().__init__(clock, on_end, io_timeout)
         self._reactor = reactor
+        self._target_half_close = not isinstance(target, TransportTarget)
         self._track = io_timeout > 0
         self._sockets = (client, target)
         self._initial = (to_client, to_target)
@@ -202,10 +263,13 @@ class TwistedRelay(Relay):
         for side, sock, first in zip(
             (self.client, self.target), self._sockets, self._initial, strict=True
         ):
-            self._reactor.adoptStreamConnection(
-                sock.fileno(), sock.family, _OneShotFactory(side)
-            )
-            sock.close()  # the reactor holds its own duplicate
+            if isinstance(sock, TransportTarget):
+                sock.attach(side)
+            else:
+                self._reactor.adoptStreamConnection(
+                    sock.fileno(), sock.family, _OneShotFactory(side)
+                )
+                sock.close()  # the reactor holds its own duplicate
             if first and side.transport is not None:
                 side.transport.write(first)
         self._sockets = ()  # type: ignore[assignment]
@@ -230,7 +294,10 @@ class TwistedRelay(Relay):
             self._first = EndReason(side.name)
         peer = side.peer
         if peer is not None and peer.transport is not None:
-            peer.transport.loseWriteConnection()  # type: ignore[attr-defined]
+            if peer is self.target and not self._target_half_close:
+                peer.transport.loseConnection()  # TLS: no half-close
+            else:
+                peer.transport.loseWriteConnection()  # type: ignore[attr-defined]
         if self._eof == {"client", "target"}:
             for s in (self.client, self.target):
                 if s.transport is not None:
