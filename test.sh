@@ -31,7 +31,7 @@ fi
 PY=${PYTHON:-python3}
 "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
 
-"$PY" -m ruff check dantex tests twisted bench
-"$PY" -m ruff format --check dantex tests twisted bench
-"$PY" -m mypy dantex tests twisted/plugins
+"$PY" -m ruff check dantex tests twisted bench examples
+"$PY" -m ruff format --check dantex tests twisted bench examples
+"$PY" -m mypy dantex tests twisted/plugins examples
 DANTEX_REQUIRE_PEERS=1 "$PY" -m pytest "$@"

@@ -1,5 +1,6 @@
 """Dante's configuration language: lexer, parser, model and errors."""
 
+from collections.abc import Set as AbstractSet
 from importlib import resources
 
 from dantex.config.errors import ConfigError, ConfigErrors, ConfigWarning, Span
@@ -28,11 +29,12 @@ def default_config_text() -> str:
     return resources.files("dantex.config").joinpath("default.conf").read_text("utf-8")
 
 
-def load(path: str | None) -> Config:
+def load(path: str | None, *, supported: AbstractSet[str] | None = None) -> Config:
     """Parse ``path``, or the embedded default when ``path`` is None.
 
+    :param supported: gated features to accept (see :mod:`.support`).
     :raises ConfigErrors: every error in the file.
     """
     if path is None:
-        return parse(default_config_text(), DEFAULT_CONFIG_NAME)
-    return parse_file(path)
+        return parse(default_config_text(), DEFAULT_CONFIG_NAME, supported=supported)
+    return parse_file(path, supported=supported)

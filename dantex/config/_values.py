@@ -13,6 +13,7 @@ from dantex.config.model import AddressSpec, AddressSpecKind, PortSpec
 
 __all__ = [
     "OPERATORS",
+    "is_number",
     "parse_bool",
     "parse_duration",
     "parse_int",
@@ -39,6 +40,11 @@ _HOSTNAME = re.compile(
     r"[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?)*\.?\Z"
 )
 _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)\Z")
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a decimal or ``0x`` hex number."""
+    return bool(_NUMBER.match(text))
 
 
 def parse_int(tok: Token, what: str, *, low: int = 0, high: int | None = None) -> int:
@@ -73,7 +79,7 @@ def parse_port_number(tok: Token) -> int:
         return parse_int(tok, "port", high=65535)
     try:
         return socket.getservbyname(tok.value, "tcp")
-    except OSError:
+    except (OSError, ValueError, UnicodeError):
         raise ConfigError(tok.span, f"unknown service name {tok.value!r}") from None
 
 
@@ -246,3 +252,59 @@ def _is_ip(text: str) -> bool:
 def is_hostname(text: str) -> bool:
     """Whether ``text`` is syntactically a host name."""
     return bool(_HOSTNAME.match(text))
+
+
+def parse_via(ts: TokenStream, keyword: Token) -> AddressSpec:
+    """The gateway after ``via:``: ``direct``, or an IP/host name (no netmask)
+    with an optional port (the default port is filled in by the caller)."""
+    tok = ts.expect_value(keyword, "gateway address or 'direct'")
+    text = tok.value
+    if text == "direct":
+        return AddressSpec(AddressSpecKind.DIRECT, tok.span)
+    if _is_ip(text):
+        ip = ipaddress.ip_address(text)
+        net = ipaddress.ip_network(f"{ip}/{ip.max_prefixlen}")
+        spec = AddressSpec(AddressSpecKind.NETWORK, tok.span, network=net)
+    elif "/" in text:
+        raise ConfigError(
+            tok.span, "a gateway is one address", hint=f"write {text.split('/')[0]}"
+        )
+    elif interface_exists(text):
+        spec = AddressSpec(AddressSpecKind.INTERFACE, tok.span, name=text)
+    elif _HOSTNAME.match(text):
+        spec = AddressSpec(AddressSpecKind.HOSTNAME, tok.span, name=text.lower())
+    else:
+        raise ConfigError(tok.span, f"bad gateway address {text!r}")
+    port = parse_optional_port(ts, tok)
+    if port is not None and port.op != "eq":
+        raise ConfigError(tok.span, "a gateway takes 'port = N'")
+    return AddressSpec(spec.kind, spec.span, spec.network, spec.name, port)
+
+
+def parse_ratio(tok: Token, what: str) -> tuple[int, int]:
+    """``N/S`` (e.g. session.throttle clients per seconds)."""
+    a, sep, b = tok.value.partition("/")
+    if not sep or not _NUMBER.match(a) or not _NUMBER.match(b):
+        raise ConfigError(tok.span, f"{what} must be N/S, not {tok.value!r}")
+    first, second = int(a, 0), int(b, 0)
+    if second == 0:
+        raise ConfigError(tok.span, f"{what}: the second number must not be 0")
+    return first, second
+
+
+def parse_range(ts: TokenStream, keyword: Token, what: str) -> tuple[int, int]:
+    """``A-B`` or ``A - B`` port numbers."""
+    tok = ts.expect_value(keyword, what)
+    if "-" in tok.value.strip("-"):
+        low_s, _, high_s = tok.value.partition("-")
+        low, high = _port_in(tok, low_s), _port_in(tok, high_s)
+    else:
+        dash = ts.peek()
+        if dash is None or dash.value != "-" or dash.line != tok.line:
+            raise ConfigError(tok.span, f"{what} must be a range like 40000-40100")
+        ts.next()
+        high_tok = ts.expect_value(dash, "end of range")
+        low, high = parse_port_number(tok), parse_port_number(high_tok)
+    if low > high or low == 0:
+        raise ConfigError(tok.span, f"{what} {low}-{high} is empty or starts at 0")
+    return low, high

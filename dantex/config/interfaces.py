@@ -19,7 +19,7 @@ def interface_exists(name: str) -> bool:
     """Whether the kernel has a network interface called ``name``."""
     try:
         socket.if_nametoindex(name)
-    except OSError:
+    except (OSError, ValueError, UnicodeError):
         return False
     return True
 

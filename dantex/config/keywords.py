@@ -14,6 +14,7 @@ __all__ = [
     "DEPRECATED",
     "KNOWN_GLOBAL",
     "KNOWN_RULE",
+    "LDAP",
     "is_known",
     "suggest",
 ]
@@ -27,7 +28,7 @@ timeout.tcp_fin_wait connecttimeout iotimeout srchost compatibility
 extension udp.connectdst resolveprotocol libwrap.hosts_access libwrap.allow
 libwrap.deny route.maxfail route.badexpire child.maxrequests child.maxidle
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
-gssapi.servicename gssapi.keytab gssapi.enctype
+gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method
@@ -38,6 +39,20 @@ timeout.negotiate timeout.connect timeout.io timeout.io.tcp timeout.io.udp
 timeout.tcp_fin_wait connecttimeout iotimeout
 session.max session.throttle session.state.key session.state.key.hostindex
 session.state.max session.state.throttle session.inheritable
+pamservicename protocolversion
+"""
+_LDAP_TEXT = """
+ldap.group ldap.group.hex ldap.group.hex.all ldap.url ldap.server ldap.basedn
+ldap.basedn.hex ldap.basedn.hex.all ldap.filter ldap.filter.ad ldap.filter.hex
+ldap.filter.ad.hex ldap.attribute ldap.attribute.ad ldap.attribute.hex
+ldap.attribute.ad.hex ldap.domain ldap.port ldap.port.ssl ldap.ssl
+ldap.certcheck ldap.certfile ldap.certpath ldap.keytab ldap.auto.off
+ldap.keeprealm ldap.debug ldap.mdepth ldap.auth.url ldap.auth.server
+ldap.auth.basedn ldap.auth.basedn.hex ldap.auth.basedn.hex.all ldap.auth.port
+ldap.auth.port.ssl ldap.auth.ssl ldap.auth.certcheck ldap.auth.certfile
+ldap.auth.certpath ldap.auth.domain ldap.auth.debug ldap.auth.auto.off
+ldap.auth.keeprealm ldap.auth.filter ldap.auth.keytab
+pac.sid pac.sid.b64 pac.off
 """
 
 #: Global settings Dante 1.4 knows (patterns below cover the families).
@@ -46,12 +61,13 @@ KNOWN_GLOBAL = frozenset(_GLOBAL_TEXT.split())
 #: Keywords that may appear inside client/socks/hostid rules, routes, monitors.
 KNOWN_RULE = frozenset(_RULE_TEXT.split())
 
+#: The LDAP and PAC module keywords (Dante §1.9).
+LDAP = frozenset(_LDAP_TEXT.split())
+
 _PATTERNS = (
     re.compile(r"(internal|external)\.(socket|ip|tcp|udp)\.[a-z0-9_.]+"),
     re.compile(r"(internal|external)\.log\.[a-z]+\.(error|tcp\.disabled|tcp\.enabled)"),
     re.compile(r"cpu\.(schedule|mask)\.(mother|monitor|negotiate|request|io)"),
-    re.compile(r"ldap\.[a-z.]+"),
-    re.compile(r"pac\.(sid|sid\.b64|off)"),
     re.compile(r"((internal|external)\.)?alarm\.[a-z.\-]+"),
     re.compile(r"socket\.(recvbuf|sendbuf)\.(tcp|udp)"),
 )
@@ -64,12 +80,15 @@ DEPRECATED = {
     "maxsessions": "session.max",
     "user.notprivileged": "user.unprivileged",
     "pamservicename": "pam.servicename",
+    "protocolversion": "proxyprotocol",
 }
 
 
 def is_known(word: str) -> bool:
     """Whether Dante has a keyword spelled ``word``."""
     if word in KNOWN_GLOBAL or word in KNOWN_RULE or word in DEPRECATED:
+        return True
+    if word in LDAP:
         return True
     return any(p.fullmatch(word) for p in _PATTERNS)
 

@@ -94,7 +94,11 @@ def tokenize(text: str, path: str) -> Iterator[Token]:
 def _split_word(value: str, span: Span) -> Iterator[Token]:
     """A raw word may be ``keyword:``, ``keyword:value`` or a plain word."""
     colon = value.find(":")
-    if colon > 0 and _is_keyword_prefix(value[:colon]):
+    if (
+        colon > 0
+        and _is_keyword_prefix(value[:colon])
+        and not value.startswith("//", colon + 1)  # a URL: ldap://host/
+    ):
         kw_span = Span(span.path, span.line, span.col, span.col + colon + 1, span.text)
         yield Token(TokenKind.KEYWORD, value[:colon], kw_span)
         rest = value[colon + 1 :]

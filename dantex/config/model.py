@@ -17,14 +17,21 @@ from dantex.config.errors import ConfigWarning, Span
 __all__ = [
     "AddressSpec",
     "AddressSpecKind",
+    "Alarm",
     "Config",
+    "ErrorLogSpec",
     "ExternalAddress",
     "InternalAddress",
     "LogTarget",
+    "Monitor",
     "PortSpec",
+    "Route",
     "Rule",
     "RuleKind",
+    "SessionLimits",
+    "SocketOption",
     "Timeouts",
+    "Use",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,6 +150,50 @@ class Timeouts:
 
 
 @frozen
+class Use:
+    """One use of a gated feature (see :mod:`dantex.config.support`)."""
+
+    feature: str  #: registry key: ``bandwidth``, ``method:username`` ...
+    span: Span
+    label: str  #: how messages name it: ``'bandwidth'``, ``method 'username'``
+
+
+@frozen
+class SocketOption:
+    """``internal|external.socket|ip|tcp|udp.<option>: value`` (Dante §1.3)."""
+
+    side: str  #: "internal" or "external"
+    level: str  #: "socket", "ip", "tcp" or "udp"
+    name: str  #: "so_rcvbuf", or the option number as text
+    value: int
+    span: Span
+
+
+@frozen
+class ErrorLogSpec:
+    """``<side>.log.<level>.error`` / ``.tcp.disabled`` / ``.tcp.enabled``."""
+
+    side: str
+    level: str  #: a syslog level name: "warning", "info" ...
+    what: str  #: "error", "tcp.disabled" or "tcp.enabled"
+    values: tuple[str, ...]
+    span: Span
+
+
+@frozen
+class SessionLimits:
+    """The ``session.*`` keywords of one rule (Dante §1.6); None = not given."""
+
+    max: int | None = None
+    throttle: tuple[int, int] | None = None  #: (clients, seconds)
+    state_key: str | None = None  #: "from" or "hostid"
+    state_hostindex: int | None = None
+    state_max: int | None = None
+    state_throttle: tuple[int, int] | None = None
+    inheritable: bool | None = None
+
+
+@frozen
 class Rule:
     """A ``client``/``socks``/``hostid`` pass/block rule.
 
@@ -165,11 +216,76 @@ class Rule:
     groups: frozenset[str] | None = None
     log: frozenset[str] = frozenset()
     timeouts: Mapping[str, float] = field(factory=dict)
+    bandwidth: int | None = None  #: bytes per second
+    session: SessionLimits | None = None
+    redirect_from: AddressSpec | None = None
+    redirect_to: AddressSpec | None = None
+    udp_portrange: tuple[int, int] | None = None
+    libwrap: str | None = None  #: the rest of the ``libwrap:`` line
+    hostid: AddressSpec | None = None
+    hostindex: int | None = None
+    pam_servicename: str | None = None
+    ldap: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    socket_options: tuple[SocketOption, ...] = ()
+    log_levels: tuple[ErrorLogSpec, ...] = ()
+    #: other parsed keywords without a field of their own (keyword -> values)
+    extras: Mapping[str, tuple[str, ...]] = field(factory=dict)
 
     @property
     def passes(self) -> bool:
         """True for ``pass`` rules."""
         return self.verdict == "pass"
+
+
+@frozen
+class Route:
+    """A ``route { }`` block (server chaining, Dante §1.8); served elsewhere."""
+
+    number: int
+    span: Span
+    src: AddressSpec
+    dst: AddressSpec
+    via: AddressSpec  #: DIRECT, or the gateway with its port
+    commands: frozenset[str] | None = None
+    protocols: frozenset[str] | None = None
+    proxyprotocols: frozenset[str] | None = None
+    methods: tuple[str, ...] | None = None
+    extensions: frozenset[str] = frozenset()
+    redirect_from: AddressSpec | None = None
+    socket_options: tuple[SocketOption, ...] = ()
+    extras: Mapping[str, tuple[str, ...]] = field(factory=dict)
+
+
+@frozen
+class Alarm:
+    """A monitor alarm (Dante §1.7).
+
+    data: triggers when at most ``limit`` bytes moved in ``seconds``;
+    disconnect: ``limit``/``ratio`` sessions closed by ``side`` in ``seconds``.
+    """
+
+    kind: str  #: "data", "disconnect" or "test.mtu-error"
+    span: Span
+    side: str | None = None  #: "internal", "external" or None (both)
+    direction: str | None = None  #: "recv", "send" or None (both)
+    limit: int = 0
+    ratio: int | None = None
+    seconds: float = 5.0
+
+
+@frozen
+class Monitor:
+    """A ``monitor { }`` block (Dante §1.7); served elsewhere."""
+
+    number: int
+    span: Span
+    src: AddressSpec
+    dst: AddressSpec
+    commands: frozenset[str] | None = None
+    protocols: frozenset[str] | None = None
+    hostid: AddressSpec | None = None
+    hostindex: int | None = None
+    alarms: tuple[Alarm, ...] = ()
 
 
 @frozen
@@ -188,6 +304,30 @@ class Config:
     timeouts: Timeouts = Timeouts()
     user_privileged: str | None = None
     user_unprivileged: str | None = None
+    user_libwrap: str | None = None
+    internal_protocols: frozenset[str] = frozenset({"ipv4", "ipv6"})
+    external_protocols: frozenset[str] = frozenset({"ipv4", "ipv6"})
+    srchost: frozenset[str] = frozenset()
+    compatibility: frozenset[str] = frozenset()
+    extensions: frozenset[str] = frozenset()
+    udp_connectdst: bool = True
+    resolveprotocol: str = "udp"
+    libwrap_hosts_access: bool = False
+    libwrap_allow: str | None = None
+    libwrap_deny: str | None = None
+    route_maxfail: int = 1
+    route_badexpire: float = 300.0
+    pam_servicename: str | None = None
+    ldap: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    socket_options: tuple[SocketOption, ...] = ()
+    log_levels: tuple[ErrorLogSpec, ...] = ()
+    #: settings accepted without effect (cpu.*, child.*): keyword -> values
+    ignored: Mapping[str, tuple[str, ...]] = field(factory=dict)
     client_rules: tuple[Rule, ...] = ()
+    hostid_rules: tuple[Rule, ...] = ()
     socks_rules: tuple[Rule, ...] = ()
+    routes: tuple[Route, ...] = ()
+    monitors: tuple[Monitor, ...] = ()
+    #: every use of a gated feature (see :mod:`dantex.config.support`)
+    uses: tuple[Use, ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()

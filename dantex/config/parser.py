@@ -2,83 +2,58 @@
 
 ``parse(text, path)`` returns a checked :class:`~dantex.config.model.Config`
 or raises :class:`~dantex.config.errors.ConfigErrors` carrying every error in
-the file (not just the first), sorted by position.
+the file (not just the first), sorted by position, and the warnings.
 
-Implemented keywords: ``internal``, ``external``, ``external.rotation``,
-``socksmethod``/``clientmethod``/``method`` (method ``none``), ``logoutput``,
-``errorlog``, ``debug``, ``timeout.*``, ``user.*``; rules ``client``/``socks``
-pass/block (and the old bare ``pass``/``block``) with ``from:``/``to:`` (all
-address and port forms), ``command:``, ``protocol:``, ``proxyprotocol:``,
-``socksmethod:``/``clientmethod:``, ``log:`` and ``timeout.*``.  Every other
-Dante keyword is refused with a "not supported yet" error naming it.
+The whole Dante 1.4 language is parsed and its syntax checked: every global
+setting (:mod:`._settings`), socket options, ``client``/``hostid``/``socks``
+rules, ``route { }`` and ``monitor { }`` blocks and every keyword inside them
+(:mod:`._body`).  Keywords whose behaviour dantex does not provide yet are
+stored in the model and refused at the end with "'<keyword>' is not
+supported yet" through the single switch in :mod:`dantex.config.support`.
+Pre-1.4 keywords (``method:``, bare ``pass``/``block``, ``maxsessions:`` ...)
+are accepted with a warning that names the new keyword.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable
+from collections.abc import Set
 from typing import Any
 
 import attrs
 
 from dantex.config import _values as v
-from dantex.config import keywords
-from dantex.config.errors import ConfigError, ConfigErrors, ConfigWarning
-from dantex.config.interfaces import interface_exists
+from dantex.config import keywords, support
+from dantex.config.errors import ConfigError, ConfigErrors, ConfigWarning, Span
 from dantex.config.lexer import Token, TokenKind, tokenize
 from dantex.config.model import (
-    DEFAULT_PORT,
     AddressSpec,
     Config,
     ExternalAddress,
     InternalAddress,
-    LogTarget,
+    Monitor,
+    Route,
     Rule,
     RuleKind,
     Timeouts,
+    Use,
 )
 
-__all__ = ["parse", "parse_file"]
+__all__ = ["KNOWN_METHODS", "parse", "parse_file"]
 
-#: Authentication methods Dante knows, and the ones dantex implements today.
+#: Authentication methods Dante knows (``pam`` is the old name of pam.username).
 KNOWN_METHODS = frozenset(
-    (
-        "none username gssapi rfc931 pam pam.any pam.address pam.username "
-        "bsdauth ldapauth"
-    ).split()
+    "none username gssapi rfc931 pam.any pam.address pam.username bsdauth "
+    "ldapauth".split()
 )
-IMPLEMENTED_METHODS = frozenset({"none"})
-_COMMANDS = frozenset(["bind", "connect", "udpassociate", "bindreply", "udpreply"])
-_PROTOCOLS = frozenset({"tcp", "udp"})
-_PROXYPROTOCOLS = frozenset({"socks_v4", "socks_v5"})
-_LOG_FLAGS = {
-    "connect": "connect",
-    "disconnect": "disconnect",
-    "data": "data",
-    "error": "error",
-    "iooperation": "iooperation",
-    "ioop": "iooperation",
-    "tcpinfo": "tcpinfo",
-}
-_TIMEOUT_FIELDS = {
-    "timeout.negotiate": "negotiate",
-    "timeout.connect": "connect",
-    "connecttimeout": "connect",
-    "timeout.io": "io",
-    "iotimeout": "io",
-    "timeout.io.tcp": "io_tcp",
-    "timeout.io.udp": "io_udp",
-    "timeout.tcp_fin_wait": "tcp_fin_wait",
-}
-_SYSLOG_FACILITIES = frozenset(
-    (
-        "auth authpriv cron daemon kern lpr mail news syslog user uucp "
-        "local0 local1 local2 local3 local4 local5 local6 local7"
-    ).split()
+#: Methods that can be decided before any SOCKS byte (client-rule level).
+CLIENT_METHODS = frozenset({"none", "rfc931", "pam.address", "pam.any"})
+#: Methods that yield a user name, so that ``user:``/``group:`` can match.
+NAME_METHODS = frozenset(
+    {"username", "rfc931", "pam.any", "pam.username", "bsdauth", "ldapauth", "gssapi"}
 )
 
 
-def parse_file(path: str) -> Config:
+def parse_file(path: str, *, supported: Set[str] | None = None) -> Config:
     """Read and parse ``path``.
 
     :raises ConfigErrors: the file cannot be read or has errors.
@@ -87,38 +62,45 @@ def parse_file(path: str) -> Config:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError as e:
-        from dantex.config.errors import Span
-
         raise ConfigErrors(
             [ConfigError(Span(path, 0, 0, 0), f"cannot read: {e.strerror}")]
         ) from None
-    return parse(text, path)
+    return parse(text, path, supported=supported)
 
 
-def parse(text: str, path: str) -> Config:
+def parse(text: str, path: str, *, supported: Set[str] | None = None) -> Config:
     """Parse a whole file's text.
 
+    :param supported: gated features to accept (default
+        :data:`dantex.config.support.SUPPORTED`).
     :raises ConfigErrors: one or more errors; all of them, sorted.
     """
-    return _Parser(text, path).run()
+    return Parser(text, path, supported).run()
 
 
-class _Parser:
-    def __init__(self, text: str, path: str) -> None:
+class Parser:
+    """The state of one parse; handlers in :mod:`._settings`/:mod:`._body`."""
+
+    def __init__(self, text: str, path: str, supported: Set[str] | None) -> None:
         self.path = path
+        self.supported = supported
         self.errors: list[ConfigError] = []
         self.warnings: list[ConfigWarning] = []
+        self.uses: list[Use] = []
         tokens: list[Token] = []
         try:
             tokens = list(tokenize(text, path))
         except ConfigError as e:
             self.errors.append(e)
         self.ts = v.TokenStream(tokens, path)
+        #: Config fields set by settings
         self.settings: dict[str, Any] = {}
         self.timeouts: dict[str, float] = {}
         self.internals: list[InternalAddress] = []
         self.externals: list[ExternalAddress] = []
         self.rules: dict[RuleKind, list[Rule]] = {k: [] for k in RuleKind}
+        self.routes: list[Route] = []
+        self.monitors: list[Monitor] = []
         self.seen_rule: Token | None = None
 
     # -- driver ---------------------------------------------------------
@@ -134,21 +116,25 @@ class _Parser:
                 if ts.peek() is tok:
                     ts.next()
         config = self.build()
+        self.errors.extend(support.refusals(self.uses, self.supported))
         if self.errors:
             raise ConfigErrors(self.errors, self.warnings)
         return config
 
     def statement(self, tok: Token) -> None:
+        from dantex.config import _body, _settings
+
         ts = self.ts
         if tok.kind is TokenKind.KEYWORD:
             ts.next()
             if self.seen_rule is not None:
+                ts.skip_line(tok.line)
                 raise ConfigError(
                     tok.span,
                     f"server setting {tok.value!r} after the first rule",
                     hint=f"move it above line {self.seen_rule.line}",
                 )
-            self.setting(tok)
+            _settings.setting(self, tok)
             return
         if tok.kind is TokenKind.WORD:
             nxt = ts.peek(1)
@@ -157,142 +143,134 @@ class _Parser:
                 and nxt is not None
                 and nxt.value in ("pass", "block")
             ):
-                self.rule(RuleKind(tok.value), tok, nxt, skip=2)
+                self._first_rule(tok)
+                _body.rule(self, RuleKind(tok.value), tok, nxt)
                 return
-            if (
-                tok.value in ("pass", "block")
-                and nxt is not None
-                and nxt.kind is TokenKind.LBRACE
-            ):
+            if tok.value in ("pass", "block") and nxt is not None and nxt.value == "{":
                 self.warn(
                     tok,
                     f"bare '{tok.value}' rule is the old syntax",
                     f"write 'socks {tok.value} {{'",
                 )
-                self.rule(RuleKind.SOCKS, tok, tok, skip=1)
+                self._first_rule(tok)
+                _body.rule(self, RuleKind.SOCKS, tok, tok)
                 return
-            if (
-                tok.value in ("route", "monitor")
-                and nxt is not None
-                and nxt.kind is TokenKind.LBRACE
-            ):
-                self.skip_block(tok, skip=1)
-                raise ConfigError(tok.span, f"'{tok.value}' is not supported yet")
+            if tok.value in ("route", "monitor") and nxt is not None:
+                self._first_rule(tok)
+                if tok.value == "route":
+                    _body.route(self, tok)
+                else:
+                    _body.monitor(self, tok)
+                return
+            if tok.value in ("client", "socks", "hostid"):
+                ts.next()
+                raise ConfigError(
+                    tok.span,
+                    f"'pass' or 'block' expected after {tok.value!r}",
+                    hint=f"write '{tok.value} pass {{' or '{tok.value} block {{'",
+                )
+            guess = keywords.suggest(tok.value)
+            if guess is not None and (nxt is None or nxt.line != tok.line):
+                raise ConfigError(
+                    tok.span,
+                    f"{tok.value!r} is not a setting or a rule",
+                    hint=f"did you mean '{guess}:'?",
+                )
         raise ConfigError(tok.span, f"expected a setting or a rule, not {tok.value!r}")
 
-    def warn(self, tok: Token, message: str, hint: str | None = None) -> None:
-        self.warnings.append(ConfigWarning(tok.span, message, hint))
+    def _first_rule(self, tok: Token) -> None:
+        if self.seen_rule is None:
+            self.seen_rule = tok
 
-    def skip_block(self, head: Token, skip: int) -> None:
-        ts = self.ts
-        for _ in range(skip):
-            ts.next()
-        brace = ts.next()
-        if brace is None or brace.kind is not TokenKind.LBRACE:
-            raise ConfigError(head.span, "'{' expected")
-        while (tok := ts.next()) is not None:
-            if tok.kind is TokenKind.RBRACE:
-                return
-        raise ConfigError(head.span, "this block has no closing '}'")
+    # -- helpers for handlers -------------------------------------------
 
-    # -- settings -------------------------------------------------------
+    def warn(self, tok: Token | Span, message: str, hint: str | None = None) -> None:
+        """Record a warning at ``tok``."""
+        span = tok.span if isinstance(tok, Token) else tok
+        self.warnings.append(ConfigWarning(span, message, hint))
 
-    def setting(self, kw: Token) -> None:
-        name = kw.value
-        handler = _SETTINGS.get(name)
-        if handler is None:
-            self.unknown_keyword(kw, keywords.KNOWN_GLOBAL)
-            return
-        if name in keywords.DEPRECATED:
-            new = keywords.DEPRECATED[name]
-            self.warn(kw, f"'{name}' is deprecated", f"use '{new}'")
-        handler(self, kw)
+    def use(self, feature: str, tok: Token, label: str | None = None) -> None:
+        """Record a use of the gated ``feature`` (see :mod:`..support`)."""
+        self.uses.append(Use(feature, tok.span, label or f"'{tok.value}'"))
 
-    def unknown_keyword(self, kw: Token, pool: frozenset[str]) -> None:
+    def deprecated(self, kw: Token, new: str) -> None:
+        """Warn that ``kw`` is an old keyword, naming the new one."""
+        self.warn(kw, f"'{kw.value}' is deprecated", f"use '{new}'")
+
+    def unknown_keyword(self, kw: Token, pool: frozenset[str], where: str) -> None:
+        """Raise the error for a keyword not valid here, with a suggestion."""
         self.ts.skip_line(kw.line)
         if keywords.is_known(kw.value):
-            raise ConfigError(kw.span, f"'{kw.value}' is not supported yet")
+            raise ConfigError(kw.span, f"'{kw.value}:' is not valid {where}")
         guess = keywords.suggest(kw.value, pool)
         hint = f"did you mean '{guess}'?" if guess else None
         raise ConfigError(kw.span, f"unknown keyword '{kw.value}'", hint)
 
-    def set_once(self, kw: Token, key: str, value: object) -> None:
-        self.settings[key] = value
+    def line_list(self, kw: Token, what: str) -> list[Token]:
+        """The words of a list keyword, which takes the rest of its line.
 
-    def s_internal(self, kw: Token) -> None:
-        tok = self.ts.expect_value(kw, "address or interface")
-        port_spec = v.parse_optional_port(self.ts, tok)
-        if port_spec is not None and port_spec.op != "eq":
-            raise ConfigError(tok.span, "internal: takes 'port = N'")
-        port = port_spec.low if port_spec is not None else DEFAULT_PORT
-        for host in self.expand_host(tok, "internal"):
-            self.internals.append(InternalAddress(host, port, tok.span))
-
-    def expand_host(self, tok: Token, what: str) -> list[str]:
-        """IP literal, interface (its addresses now) or host name (resolved now)."""
-        from dantex.config.interfaces import interface_addresses
-
-        text = tok.value
-        try:
-            return [str(ipaddress.ip_address(text))]
-        except ValueError:
-            pass
-        if interface_exists(text):
-            addrs = [a for _fam, a in interface_addresses(text) if "%" not in a]
-            if not addrs:
-                raise ConfigError(tok.span, f"interface {text!r} has no address")
-            return addrs
-        if not v.is_hostname(text):
-            raise ConfigError(tok.span, f"bad {what} address {text!r}")
-        import socket
-
-        try:
-            infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
-        except OSError as e:
-            raise ConfigError(tok.span, f"cannot resolve {text!r}: {e}") from None
-        return sorted({str(info[4][0]) for info in infos})
-
-    def s_external(self, kw: Token) -> None:
-        tok = self.ts.expect_value(kw, "address or interface")
-        text = tok.value
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            if interface_exists(text):
-                self.externals.append(ExternalAddress(tok.span, interface=text))
-                return
-            for host in self.expand_host(tok, "external"):
-                self.externals.append(ExternalAddress(tok.span, ip=host))
-            return
-        if ip.is_unspecified:
-            raise ConfigError(
-                tok.span,
-                f"external address {text} is a wildcard",
-                hint="name the address or interface to send from",
-            )
-        self.externals.append(ExternalAddress(tok.span, ip=str(ip)))
-
-    def s_rotation(self, kw: Token) -> None:
-        tok = self.ts.expect_value(kw, "rotation")
-        if tok.value not in ("none", "route", "same-same"):
-            raise ConfigError(
-                tok.span, "external.rotation must be none, route or same-same"
-            )
-        self.settings["external_rotation"] = tok.value
-
-    def s_methods(self, kw: Token) -> None:
-        field = "clientmethods" if kw.value == "clientmethod" else "socksmethods"
-        self.settings[field] = self.method_list(
-            kw, client_level=field == "clientmethods"
-        )
-
-    def method_list(self, kw: Token, *, client_level: bool) -> tuple[str, ...]:
+        :raises ConfigError: no word, or another keyword on the same line
+            (Dante: a list keyword swallows its line).
+        """
         words = self.ts.line_words(kw)
+        nxt = self.ts.peek()
+        if nxt is not None and nxt.line == kw.line and nxt.kind is TokenKind.KEYWORD:
+            self.ts.skip_line(kw.line)
+            raise ConfigError(
+                nxt.span,
+                f"'{kw.value}:' takes the rest of its line",
+                hint=f"put '{nxt.value}:' on a line of its own",
+            )
         if not words:
-            raise ConfigError(kw.span, f"'{kw.value}:' needs at least one method")
+            raise ConfigError(kw.span, f"'{kw.value}:' needs at least one {what}")
+        return words
+
+    def raw_rest(self, kw: Token) -> str:
+        """The text after ``kw`` to the end of its line (or a ``}`` on it),
+        comment removed; its tokens are consumed.  For values that are not
+        Dante words (URLs with ``=``, libwrap option lines)."""
+        ts = self.ts
+        start = kw.span.end_col - 1
+        end = len(kw.span.text)
+        while (tok := ts.peek()) is not None and tok.line == kw.line:
+            if tok.kind is TokenKind.RBRACE:
+                end = tok.span.col - 1
+                break
+            ts.next()
+        return kw.span.text[start:end].split("#", 1)[0].strip()
+
+    def word_set(
+        self,
+        kw: Token,
+        allowed: frozenset[str],
+        what: str,
+        gate: str | None = None,
+    ) -> frozenset[str]:
+        """A list of words from ``allowed``; each may be gated as ``gate:word``."""
+        out: set[str] = set()
+        for w in self.line_list(kw, what):
+            if w.value not in allowed:
+                guess = keywords.suggest(w.value, allowed)
+                hint = (
+                    f"did you mean '{guess}'?" if guess else " ".join(sorted(allowed))
+                )
+                raise ConfigError(w.span, f"unknown {what} {w.value!r}", hint)
+            if gate is not None and support.feature_of(f"{gate}:{w.value}"):
+                self.use(f"{gate}:{w.value}", w, f"{what} '{w.value}'")
+            out.add(w.value)
+        return frozenset(out)
+
+    def method_list(self, kw: Token, level: str) -> tuple[str, ...]:
+        """``socksmethod:``/``clientmethod:``/``method:`` values.
+
+        :param level: "client", "socks" or "route".
+        """
         out: list[str] = []
-        for w in words:
-            name = "pam.username" if w.value == "pam" else w.value
+        for w in self.line_list(kw, "method"):
+            name = w.value
+            if name == "pam":
+                self.warn(w, "method 'pam' is deprecated", "use 'pam.username'")
+                name = "pam.username"
             if name not in KNOWN_METHODS:
                 guess = keywords.suggest(name, KNOWN_METHODS)
                 raise ConfigError(
@@ -300,184 +278,35 @@ class _Parser:
                     f"unknown authentication method {w.value!r}",
                     f"did you mean '{guess}'?" if guess else None,
                 )
-            if client_level and name in (
-                "username",
-                "pam.username",
-                "bsdauth",
-                "ldapauth",
-                "gssapi",
-            ):
+            if level == "client" and name not in CLIENT_METHODS:
                 raise ConfigError(
                     w.span,
                     f"method {name!r} cannot be used at the client level",
                     hint="client methods are none, rfc931, pam.address, pam.any",
                 )
-            if name not in IMPLEMENTED_METHODS:
-                raise ConfigError(w.span, f"method {name!r} is not supported yet")
-            if name not in out:
-                out.append(name)
-        return tuple(out)
-
-    def s_log(self, kw: Token) -> None:
-        field = "logoutput" if kw.value == "logoutput" else "errorlog"
-        words = self.ts.line_words(kw)
-        if not words:
-            raise ConfigError(kw.span, f"'{kw.value}:' needs a destination")
-        targets = list(self.settings.get(field, ()))
-        for w in words:
-            targets.append(_log_target(w))
-        self.settings[field] = tuple(targets)
-
-    def s_debug(self, kw: Token) -> None:
-        self.settings["debug"] = v.parse_int(
-            self.ts.expect_value(kw, "level"), "debug", high=9
-        )
-
-    def s_timeout(self, kw: Token) -> None:
-        value = v.parse_duration(self.ts.expect_value(kw, "seconds"), kw.value)
-        self.timeouts[_TIMEOUT_FIELDS[kw.value]] = value
-
-    def s_user(self, kw: Token) -> None:
-        tok = self.ts.expect_value(kw, "user name")
-        field = (
-            "user_privileged" if kw.value == "user.privileged" else "user_unprivileged"
-        )
-        if kw.value == "user.libwrap":
-            return
-        import pwd
-
-        try:
-            pwd.getpwnam(tok.value)
-        except KeyError:
-            raise ConfigError(tok.span, f"no such user {tok.value!r}") from None
-        self.settings[field] = tok.value
-
-    # -- rules ----------------------------------------------------------
-
-    def rule(self, kind: RuleKind, head: Token, verdict_tok: Token, skip: int) -> None:
-        ts = self.ts
-        for _ in range(skip):
-            ts.next()
-        if self.seen_rule is None:
-            self.seen_rule = head
-        brace = ts.next()
-        if brace is None or brace.kind is not TokenKind.LBRACE:
-            raise ConfigError(verdict_tok.span, "'{' expected after the rule verdict")
-        if kind is RuleKind.HOSTID:
-            self.skip_to_close(head)
-            raise ConfigError(head.span, "hostid rules are not supported on Linux")
-        fields: dict[str, Any] = {}
-        errors_before = len(self.errors)
-        src: AddressSpec | None = None
-        dst: AddressSpec | None = None
-        while True:
-            tok = ts.peek()
-            if tok is None:
-                raise ConfigError(head.span, "this rule has no closing '}'")
-            if tok.kind is TokenKind.RBRACE:
-                ts.next()
-                break
-            try:
-                if tok.kind is not TokenKind.KEYWORD:
-                    raise ConfigError(
-                        tok.span, f"keyword expected in rule body, not {tok.value!r}"
-                    )
-                ts.next()
-                if tok.value == "from":
-                    src = v.parse_rule_address(ts, tok)
-                elif tok.value == "to":
-                    dst = v.parse_rule_address(ts, tok)
-                else:
-                    self.rule_keyword(kind, tok, fields)
-            except ConfigError as e:
-                self.errors.append(e)
-                ts.skip_line(tok.line)
-                if ts.peek() is tok:
-                    ts.next()
-        if len(self.errors) > errors_before:
-            return
-        if src is None or dst is None:
-            missing = "from:" if src is None else "to:"
-            raise ConfigError(
-                head.span,
-                f"rule has no '{missing}' address",
-                hint="every rule needs 'from: ... to: ...'",
-            )
-        rules = self.rules[kind]
-        rules.append(
-            Rule(kind, verdict_tok.value, len(rules) + 1, head.span, src, dst, **fields)
-        )
-
-    def skip_to_close(self, head: Token) -> None:
-        while (tok := self.ts.next()) is not None:
-            if tok.kind is TokenKind.RBRACE:
-                return
-
-    def rule_keyword(self, kind: RuleKind, kw: Token, fields: dict[str, Any]) -> None:
-        name = kw.value
-        socks_only = name in ("command", "protocol", "proxyprotocol")
-        if socks_only and kind is not RuleKind.SOCKS:
-            raise ConfigError(kw.span, f"'{name}:' is only valid in socks rules")
-        if name in keywords.DEPRECATED and name not in _TIMEOUT_FIELDS:
-            new = (
-                "clientmethod"
-                if (name == "method" and kind is RuleKind.CLIENT)
-                else keywords.DEPRECATED[name]
-            )
-            self.warn(kw, f"'{name}' is deprecated", f"use '{new}'")
-        if name == "command":
-            fields["commands"] = self.word_set(kw, _COMMANDS, "command")
-        elif name == "protocol":
-            fields["protocols"] = self.word_set(kw, _PROTOCOLS, "protocol")
-        elif name == "proxyprotocol":
-            fields["proxyprotocols"] = self.word_set(
-                kw, _PROXYPROTOCOLS, "proxy protocol"
-            )
-        elif name in ("socksmethod", "clientmethod", "method"):
-            client_level = name == "clientmethod" or (
-                name == "method" and kind is RuleKind.CLIENT
-            )
-            key = "clientmethods" if client_level else "socksmethods"
-            fields[key] = self.method_list(kw, client_level=client_level)
-        elif name == "log":
-            words = self.ts.line_words(kw)
-            flags = set()
-            for w in words:
-                flag = _LOG_FLAGS.get(w.value)
-                if flag is None:
-                    raise ConfigError(
-                        w.span,
-                        f"unknown log flag {w.value!r}",
-                        hint="connect disconnect data error iooperation tcpinfo",
-                    )
-                flags.add(flag)
-            fields["log"] = frozenset(flags)
-        elif name in _TIMEOUT_FIELDS:
-            value = v.parse_duration(self.ts.expect_value(kw, "seconds"), name)
-            fields.setdefault("timeouts", {})[_TIMEOUT_FIELDS[name]] = value
-        else:
-            self.unknown_keyword(kw, keywords.KNOWN_RULE)
-
-    def word_set(self, kw: Token, allowed: frozenset[str], what: str) -> frozenset[str]:
-        words = self.ts.line_words(kw)
-        if not words:
-            raise ConfigError(kw.span, f"'{kw.value}:' needs at least one {what}")
-        for w in words:
-            if w.value not in allowed:
+            if level == "route" and name not in ("none", "username", "gssapi"):
                 raise ConfigError(
                     w.span,
-                    f"unknown {what} {w.value!r}",
-                    hint=" ".join(sorted(allowed)),
+                    f"method {name!r} is only valid for ACL rules, not routes",
+                    hint="routes take none and username",
                 )
-        return frozenset(w.value for w in words)
+            if level == "route" and name == "gssapi":
+                raise ConfigError(
+                    w.span, "method 'gssapi' is not supported for server chaining"
+                )
+            if name != "none":
+                self.use(f"method:{name}", w, f"method '{name}'")
+            if name in out:
+                self.warn(w, f"method {name!r} is listed twice")
+            else:
+                out.append(name)
+        return tuple(out)
 
     # -- whole-file checks ----------------------------------------------
 
     def build(self) -> Config:
         end = self.ts.end_span()
-        if not self.internals and not any(
-            e.message.startswith("bad internal") for e in self.errors
-        ):
+        if not self.internals and not any("internal" in e.message for e in self.errors):
             self.errors.append(
                 ConfigError(
                     end,
@@ -490,22 +319,24 @@ class _Parser:
             io = timeouts.pop("io")
             timeouts.setdefault("io_tcp", io)
             timeouts.setdefault("io_udp", io)
-        socksmethods = self.settings.get("socksmethods", ())
+        settings = dict(self.settings)
+        socksmethods = settings.pop("socksmethods", ())
         if not socksmethods and not self.errors:
-            self.warnings.append(
-                ConfigWarning(
-                    end,
-                    "no socks authentication methods enabled; "
-                    "all socks requests will be blocked",
-                    hint="add 'socksmethod: none'",
-                )
+            self.warn(
+                end,
+                "no socks authentication methods enabled; "
+                "all socks requests will be blocked",
+                hint="add 'socksmethod: none'",
             )
-        clientmethods = self.settings.get("clientmethods", ("none",))
-        fields = {
-            k: val
-            for k, val in self.settings.items()
-            if k not in ("socksmethods", "clientmethods")
-        }
+        clientmethods = settings.pop("clientmethods", ("none",))
+        rotation = settings.get("external_rotation")
+        if rotation == "same-same" and len(self.externals) == 1:
+            self.warn(
+                self.externals[0].span,
+                "external.rotation 'same-same' with only one external address",
+                hint="same-same uses the internal address the client connected to",
+            )
+        self._check_names(socksmethods)
         return Config(
             path=self.path,
             internals=tuple(self.internals),
@@ -514,44 +345,32 @@ class _Parser:
             clientmethods=clientmethods,
             timeouts=attrs.evolve(Timeouts(), **timeouts),
             client_rules=tuple(self.rules[RuleKind.CLIENT]),
+            hostid_rules=tuple(self.rules[RuleKind.HOSTID]),
             socks_rules=tuple(self.rules[RuleKind.SOCKS]),
+            routes=tuple(self.routes),
+            monitors=tuple(self.monitors),
+            uses=tuple(self.uses),
             warnings=tuple(self.warnings),
-            **fields,
+            **settings,
         )
 
-
-def _log_target(w: Token) -> LogTarget:
-    text = w.value
-    if text in ("stderr", "stdout"):
-        return LogTarget(text, w.span)
-    if text == "syslog" or text.startswith("syslog/"):
-        facility = text.partition("/")[2] or "daemon"
-        if facility not in _SYSLOG_FACILITIES:
-            raise ConfigError(w.span, f"unknown syslog facility {facility!r}")
-        return LogTarget("syslog", w.span, facility=facility)
-    if text.startswith("/") or text.startswith("."):
-        return LogTarget("file", w.span, path=text)
-    raise ConfigError(
-        w.span,
-        f"log destination {text!r} must be stderr, stdout, syslog[/facility] "
-        "or an absolute path",
-    )
+    def _check_names(self, global_methods: tuple[str, ...]) -> None:
+        """Warn about rules whose ``user:``/``group:`` can never match (Dante
+        checkrule(): no method of the rule yields a user name)."""
+        for rule in self.rules[RuleKind.SOCKS]:
+            if rule.users is None and rule.groups is None:
+                continue
+            methods = rule.socksmethods or global_methods
+            if not NAME_METHODS.intersection(methods):
+                self.warn(
+                    rule.span,
+                    f"socks-rule #{rule.number} names users or groups, but none of "
+                    f"its methods ({' '.join(methods) or 'none'}) yields a user "
+                    "name: it can never match",
+                    hint="add e.g. 'socksmethod: username' to the rule",
+                )
 
 
-_Handler = Callable[[_Parser, Token], None]
-_SETTINGS: dict[str, _Handler] = {
-    "internal": _Parser.s_internal,
-    "external": _Parser.s_external,
-    "external.rotation": _Parser.s_rotation,
-    "socksmethod": _Parser.s_methods,
-    "clientmethod": _Parser.s_methods,
-    "method": _Parser.s_methods,
-    "logoutput": _Parser.s_log,
-    "errorlog": _Parser.s_log,
-    "debug": _Parser.s_debug,
-    "user.privileged": _Parser.s_user,
-    "user.unprivileged": _Parser.s_user,
-    "user.notprivileged": _Parser.s_user,
-    "user.libwrap": _Parser.s_user,
-    **{name: _Parser.s_timeout for name in _TIMEOUT_FIELDS},
-}
+def address_text(spec: AddressSpec) -> str:
+    """How an address spec reads in messages."""
+    return str(spec)

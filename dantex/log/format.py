@@ -71,3 +71,29 @@ def line_prefix(now: float, program: str, pid: int, level: str) -> str:
     if _cache[0] != second:
         _cache = (second, time.strftime("%b %d %H:%M:%S", time.localtime(second)))
     return f"{_cache[1]} ({now:.6f}) {program}[{pid}]: {level}: "
+
+
+def vis(data: bytes) -> str:
+    """Payload bytes as printable text (Dante's ``log: data`` vis-encodes):
+    printable ASCII as is, everything else as ``\\n``, ``\\xNN``."""
+    out = []
+    for b in data:
+        if 32 <= b < 127 and b != 0x5C:
+            out.append(chr(b))
+        elif b == 0x5C:
+            out.append("\\\\")
+        elif b == 10:
+            out.append("\\n")
+        elif b == 13:
+            out.append("\\r")
+        elif b == 9:
+            out.append("\\t")
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def io_text(src: str, dst: str, data: bytes, *, payload: bool) -> str:
+    """The text of an I/O record: ``<src pair> -> <dst pair> (n)[: payload]``."""
+    text = f"{src} -> {dst} ({len(data)})"
+    return f"{text}: {vis(data)}" if payload else text

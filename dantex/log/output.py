@@ -85,7 +85,10 @@ class DanteLog:
         errorlog: Sequence[LogTarget] = (),
         clock: IReactorTime | None = None,
         program: str = "dantex",
+        debug: int = 0,
     ) -> None:
+        #: the ``debug:`` level; above 0, :meth:`debug` lines are written
+        self.debug_level = debug
         self._clock = clock
         self._program = program
         self._pid = os.getpid()
@@ -135,6 +138,11 @@ class DanteLog:
     def error(self, message: str) -> None:
         """Log at level error (also to ``errorlog``)."""
         self("error", message)
+
+    def debug(self, message: str) -> None:
+        """Log at level debug, only when ``debug:`` is above 0."""
+        if self.debug_level > 0:
+            self("debug", message)
 
     def flush(self) -> None:
         """Write out everything buffered."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Protocol
 
 from attrs import frozen
@@ -19,7 +20,7 @@ from dantex.config.interfaces import interface_addresses
 from dantex.config.model import AddressSpec, AddressSpecKind
 from dantex.protocol.address import Address, AddressType
 
-__all__ = ["Answers", "Lookup", "NeedLookup", "compile_address"]
+__all__ = ["Answers", "Lookup", "NeedLookup", "compile_address", "ip_int"]
 
 
 @frozen
@@ -48,6 +49,12 @@ class Answers(Protocol):
 #: A compiled matcher: (address, answers) -> the IP that matched, "" for a
 #: match not tied to one IP, or None for no match.
 Matcher = Callable[[Address, Answers], str | None]
+
+
+@lru_cache(maxsize=8192)
+def ip_int(host: str) -> int:
+    """An IP address as an integer (memoized: the same clients come back)."""
+    return int(ipaddress.ip_address(host))
 
 
 def _answer(answers: Answers, kind: str, key: str) -> tuple[str, ...]:

@@ -54,6 +54,10 @@ def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:
                 a for f, a in interface_addresses(ext.interface) if "%" not in a
             )
     of_family = [a for a in candidates if family_of(a) == family]
+    if (
+        "ipv6" if family == socket.AF_INET6 else "ipv4"
+    ) not in config.external_protocols:
+        of_family = []  # external.protocol excludes this family
     rotation = config.external_rotation
     if rotation == "same-same":
         if internal_ip in of_family:

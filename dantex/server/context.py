@@ -66,6 +66,9 @@ class Runtime:
         self.listening: set[tuple[str, int]] = set()
         #: live sessions, for the state dump and graceful stop.
         self.sessions: set[object] = set()
+        #: connections accepted since start, for the state dump.
+        self.accepted = 0
+        self.started = self.clock.seconds()
         self.on_session_end: list[Callable[[object], None]] = []
 
     def start_relay(
@@ -83,8 +86,11 @@ class Runtime:
         request) to the target.
         """
         client, unsent = take_client(session.transport, self.reactor)
-        if self.use_splice:
-            return SpliceRelay(
+        flags = session.log_flags()
+        io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
+        relay: Relay
+        if self.use_splice and not io_log:
+            relay = SpliceRelay(
                 self.reactor,
                 self.clock,
                 self.pipes,
@@ -95,16 +101,21 @@ class Runtime:
                 to_target=leftover,
                 io_timeout=io_timeout,
             )
-        return TwistedRelay(
-            self.reactor,
-            self.clock,
-            client.release(),
-            target,
-            session.relay_ended,
-            to_client=unsent + reply,
-            to_target=leftover,
-            io_timeout=io_timeout,
-        )
+        else:
+            relay = TwistedRelay(
+                self.reactor,
+                self.clock,
+                client.release(),
+                target,
+                session.relay_ended,
+                to_client=unsent + reply,
+                to_target=leftover,
+                io_timeout=io_timeout,
+            )
+            if io_log:
+                relay.on_io = session.io_record
+        relay.want_tcpinfo = "tcpinfo" in flags
+        return relay
 
     def is_own_address(self, ip: str, port: int, local_ip: str) -> bool:
         """Whether ``ip:port`` is one of our listening sockets."""

@@ -24,4 +24,5 @@ class SocksFactory(ServerFactory):
         self.runtime = runtime
 
     def buildProtocol(self, addr: IAddress | None) -> SocksSession:
+        self.runtime.accepted += 1
         return SocksSession(self.policy, self.runtime)

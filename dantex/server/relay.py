@@ -56,6 +56,13 @@ class Relay:
     """
 
     kind = "relay"
+    #: per-read hook for ``log: iooperation``/``data``: (from_client, bytes);
+    #: only the copy relay calls it (the session picks that relay then)
+    on_io: Callable[[bool, bytes], None] | None = None
+    #: ``log: tcpinfo``: read TCP_INFO of both sockets before they close
+    want_tcpinfo = False
+    #: (client, target) raw TCP_INFO, filled in when ``want_tcpinfo``
+    tcp_info: tuple[bytes | None, bytes | None] = (None, None)
 
     def __init__(self, clock: IReactorTime, on_end: OnEnd, io_timeout: float) -> None:
         self._clock = clock
@@ -91,6 +98,14 @@ class Relay:
         written to target)."""
         raise NotImplementedError
 
+    def _capture_tcp_info(self, client: object, target: object) -> None:
+        """Keep TCP_INFO of both sockets (once, while they are still open)."""
+        if not self.want_tcpinfo or self.tcp_info != (None, None):
+            return
+        from dantex.log.tcpinfo import read
+
+        self.tcp_info = (read(_socket_of(client)), read(_socket_of(target)))
+
     def _ended(self, reason: EndReason) -> None:
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
@@ -118,6 +133,8 @@ class _Side(Protocol):
         relay = self.relay
         if relay._track:
             relay.last_active = relay._clock.seconds()
+        if relay.on_io is not None:
+            relay.on_io(self.name == "client", data)
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
@@ -207,6 +224,7 @@ class TwistedRelay(Relay):
         return (c_read, t_read, t_read, c_read)
 
     def _half_closed(self, side: _Side) -> None:
+        self._capture_tcp_info(self.client.transport, self.target.transport)
         self._eof.add(side.name)
         if self._first is None:
             self._first = EndReason(side.name)
@@ -221,6 +239,7 @@ class TwistedRelay(Relay):
     def _lost(self, side: _Side, reason: Failure) -> None:
         if side.name in self._closed:
             return
+        self._capture_tcp_info(self.client.transport, self.target.transport)
         self._closed.add(side.name)
         error = _error_text(reason)
         first = self._first
@@ -242,6 +261,7 @@ class TwistedRelay(Relay):
             self._ended(self._first or EndReason(side.name))
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:
+        self._capture_tcp_info(self.client.transport, self.target.transport)
         self._first = reason
         for side in (self.client, self.target):
             if side.transport is not None:
@@ -249,6 +269,15 @@ class TwistedRelay(Relay):
                     side.transport.abortConnection()  # type: ignore[attr-defined]
                 else:
                     side.transport.loseConnection()
+
+
+def _socket_of(transport: object) -> socket.socket | None:
+    """The socket under a transport (or the socket itself), if it has one."""
+    if isinstance(transport, socket.socket):
+        return transport
+    get = getattr(transport, "getHandle", None)
+    handle = get() if get is not None else None
+    return handle if isinstance(handle, socket.socket) else None
 
 
 def _error_text(reason: Failure) -> str | None:

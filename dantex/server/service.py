@@ -65,11 +65,15 @@ class DanteService(service.Service):
         self.reactor = reactor
         self.runtime = Runtime(reactor, relay_mode=relay_mode)
         self.policy = Policy(
-            config, DanteLog(config.logoutput, config.errorlog, reactor)
+            config,
+            DanteLog(config.logoutput, config.errorlog, reactor, debug=config.debug),
         )
+        #: the worker number when run by a supervisor (for the state dump)
+        self.worker_index: int | None = None
         self.factory = SocksFactory(self.policy, self.runtime)
         self.ports: list[IListeningPort] = []
         self._old_hup: Any = None
+        self._old_usr1: Any = None
 
     def privilegedStartService(self) -> None:
         """Bind every listener (before twistd drops privileges)."""
@@ -117,9 +121,14 @@ class DanteService(service.Service):
             self._listen()
         self._drop_privileges()
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        # SIGUSR1 dumps state, as in Dante; this replaces twistd's own log
+        # rotation on SIGUSR1 (installed only with a log file; see README).
+        self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
         super().startService()  # type: ignore[no-untyped-call]
         if self.announce:
             self.policy.log.info(f"dantex/server v{__version__} running")
+        elif self.worker_index is not None:
+            self.policy.log.info(f"worker {self.worker_index} running")
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged
@@ -131,6 +140,26 @@ class DanteService(service.Service):
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.reload)
+
+    def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self.dump_state)
+
+    def dump_state(self) -> None:
+        """Log counters and one line per live session (SIGUSR1)."""
+        from dantex.log.dump import state_lines
+
+        runtime = self.runtime
+        dlog = self.policy.log
+        for line in state_lines(
+            runtime.sessions,
+            now=runtime.clock.seconds(),
+            started=runtime.started,
+            accepted=runtime.accepted,
+            generation=self.policy.generation,
+            worker=self.worker_index,
+        ):
+            dlog.info(line)
+        dlog.flush()
 
     def reload(self) -> bool:
         """Re-read the configuration; keep the old one if the new one is bad.
@@ -151,7 +180,9 @@ class DanteService(service.Service):
         }:
             old.log.warning("internal: addresses changed; they apply after a restart")
         old.log.reopen()
-        new_log = DanteLog(config.logoutput, config.errorlog, self.reactor)
+        new_log = DanteLog(
+            config.logoutput, config.errorlog, self.reactor, debug=config.debug
+        )
         self.policy = Policy(config, new_log, old.generation + 1)
         self.factory.policy = self.policy
         for w in config.warnings:
@@ -163,6 +194,8 @@ class DanteService(service.Service):
         """Stop listening; live sessions are left to finish or be cut by exit."""
         if self._old_hup is not None:
             signal.signal(signal.SIGHUP, self._old_hup)
+        if self._old_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._old_usr1)
         for port in self.ports:
             port.stopListening()
         self.ports = []

@@ -26,7 +26,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dantex.log.format import client_text, dante_addr, end_counts, session_line
+from dantex.log.format import (
+    client_text,
+    dante_addr,
+    end_counts,
+    io_text,
+    session_line,
+)
 from dantex.protocol import socks4, socks5
 from dantex.protocol._buffer import NEED_DATA
 from dantex.protocol.address import Address, AddressType
@@ -306,6 +312,10 @@ class SocksSession(Protocol):
         )
 
     def _requested(self, command: str, target: Address) -> None:
+        self.policy.log.debug(
+            f"{self._client_text()}: socks_v{self.version} {command} request "
+            f"for {dante_addr(target)}"
+        )
         self.state = State.REQUESTED
         self.command = command
         self.target = target
@@ -504,6 +514,27 @@ class SocksSession(Protocol):
                 )
             )
 
+    def log_flags(self) -> frozenset[str]:
+        """The ``log:`` flags of the socks-rule that passed this session."""
+        match = self.socks_match
+        if match is None or match.rule is None:
+            return frozenset()
+        return match.rule.log
+
+    def io_record(self, from_client: bool, data: bytes) -> None:
+        """One relayed read, for ``log: iooperation``/``data`` (a ``-`` line)."""
+        match = self.socks_match
+        assert match is not None
+        here = f"{self._client_text()} {dante_addr(self.server)}"
+        there = f"{dante_addr(self.external)} {dante_addr(self.target)}"
+        if not from_client:
+            here = f"{dante_addr(self.target)} {dante_addr(self.external)}"
+            there = f"{dante_addr(self.server)} {self._client_text()}"
+        text = io_text(here, there, data, payload="data" in self.log_flags())
+        self.policy.log.info(
+            session_line("pass", match.number, "tcp", self.command, "-", text)
+        )
+
     def _pair_text(self) -> str:
         """``client internal -> external target`` (external 0.0.0.0.0 if none)."""
         here = f"{self._client_text()} {dante_addr(self.server)}"
@@ -518,6 +549,13 @@ class SocksSession(Protocol):
         c_read, c_written, t_read, t_written = relay.counts()
         duration = int(self.runtime.clock.seconds() - self.started)
         tail = f": {reason}.  Session duration: {duration}s"
+        if relay.want_tcpinfo:
+            from dantex.log.tcpinfo import describe
+
+            c_info, t_info = relay.tcp_info
+            tail += (
+                f".  TCP_INFO: client: {describe(c_info)}; target: {describe(t_info)}"
+            )
         dlog = self.policy.log
         match = self.socks_match
         if match is not None and self._logs(match, "disconnect"):

@@ -314,6 +314,7 @@ class SpliceRelay(Relay):
 
     def _close(self, reason: EndReason, *, reset: bool) -> None:
         self._done = True
+        self._capture_tcp_info(self._client.sock, self._target.sock)
         for flow in (self._up, self._down):
             if flow.pipe is not None:
                 self._pool.discard(flow.pipe)

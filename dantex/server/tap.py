@@ -24,7 +24,10 @@ class Options(usage.Options):
         "(sockd.conf / danted.conf). Without -c it serves an embedded safe "
         "default: 127.0.0.1 port 1080, loopback clients only, no "
         "authentication. SIGHUP reloads the file (a bad file keeps the "
-        "configuration in force)."
+        "configuration in force) and reopens log files; SIGUSR1 logs "
+        "counters and one line per live session (it replaces twistd's "
+        "SIGUSR1 log rotation). Keywords of features not implemented yet "
+        "are refused with \"'<keyword>' is not supported yet\"."
     )
     optFlags = [
         [

@@ -15,6 +15,13 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run one worker until SIGTERM."""
+    import signal
+
+    # Until the service installs its handlers, a reload or dump request from
+    # the supervisor must not kill a worker that is still starting (SIGHUP's
+    # and SIGUSR1's default action); the file is read after this point anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="dantex-worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--config", default=None)
@@ -51,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         inherited=[inherited_from_spec(s) for s in args.socket],
         announce=False,
     )
+    server.worker_index = args.index
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()

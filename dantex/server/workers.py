@@ -81,7 +81,9 @@ class SupervisorService(service.Service):
         self.reactor = reactor
         self.count = count
         self.relay_mode = relay_mode
-        self.log = DanteLog(config.logoutput, config.errorlog, reactor)
+        self.log = DanteLog(
+            config.logoutput, config.errorlog, reactor, debug=config.debug
+        )
         #: per worker: the sockets it serves
         self.sockets: list[list[tuple[socket.socket, str, int]]] = [
             [] for _ in range(count)
@@ -90,6 +92,7 @@ class SupervisorService(service.Service):
         self.delays = [_RESTART_DELAY] * count
         self.stopping = False
         self._old_hup: Any = None
+        self._old_usr1: Any = None
 
     # -- start -------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class SupervisorService(service.Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
         for i in range(self.count):
             self._spawn(i)
         self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")
@@ -185,6 +189,20 @@ class SupervisorService(service.Service):
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.reload)
 
+    def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self.dump_state)
+
+    def dump_state(self) -> None:
+        """Log the workers, then have each dump its own sessions (SIGUSR1)."""
+        pids = " ".join(
+            f"{i}:{w.transport.pid}"
+            for i, w in sorted(self.workers.items())
+            if w.transport is not None
+        )
+        self.log.info(f"info dump: supervisor pid {os.getpid()}, workers {pids}")
+        self.log.flush()
+        self._signal_all(signal.SIGUSR1)
+
     def reload(self) -> bool:
         """Check the file; if good, have every worker reload it."""
         self.log.info("SIGHUP [: reloading config")
@@ -207,6 +225,8 @@ class SupervisorService(service.Service):
         self.stopping = True
         if self._old_hup is not None:
             signal.signal(signal.SIGHUP, self._old_hup)
+        if self._old_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._old_usr1)
         waits = [w.ended for w in self.workers.values()]
         self._signal_all(signal.SIGTERM)
         self.log.info("dantex/server shutting down")

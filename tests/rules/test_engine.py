@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dantex.config import parse
 from dantex.protocol.address import Address
@@ -12,8 +14,12 @@ HEAD = "internal: 127.0.0.1\nsocksmethod: none\n"
 SERVER = Address.from_host("127.0.0.1", 1080)
 
 
-def rules(body: str) -> RuleSet:
-    return RuleSet(parse(HEAD + body, "t.conf"))
+#: Gated features these tests exercise before their owners switch them on.
+GATED = frozenset({"command:bind", "user", "group", "method:username"})
+
+
+def rules(body: str, head: str = HEAD) -> RuleSet:
+    return RuleSet(parse(head + body, "t.conf", supported=GATED))
 
 
 def socks(
@@ -125,3 +131,139 @@ def test_socksmethod_mismatch_skips_rule() -> None:
         socksmethod="username",
     )
     assert rs.match_socks(facts).rule is None
+
+
+def username_facts(
+    user: str | None, groups: frozenset[str] = frozenset()
+) -> SocksFacts:
+    return SocksFacts(
+        Address.from_host("10.0.0.1", 1),
+        Address.from_host("192.0.2.1", 80),
+        "connect",
+        "socks_v5",
+        socksmethod="username" if user else "none",
+        user=user,
+        groups=groups,
+    )
+
+
+def test_user_and_group_rules_skip_other_users_and_none() -> None:
+    """user:/group: rules are skipped (not a block) for others and for 'none'."""
+    head = "internal: 127.0.0.1\nsocksmethod: username none\n"
+    rs = rules(
+        "socks block { from: 0/0 to: 0/0\n user: mallory\n}\n"
+        "socks pass { from: 0/0 to: 0/0\n group: staff\n}\n"
+        "socks pass { from: 0/0 to: 0/0\n socksmethod: none\n}\n",
+        head,
+    )
+    assert rs.match_socks(username_facts("mallory")).number == 1
+    assert rs.match_socks(username_facts("alice", frozenset({"staff"}))).number == 2
+    assert rs.match_socks(username_facts("bob")).number == 0
+    assert rs.match_socks(username_facts(None)).number == 3
+
+
+def test_rule_without_socksmethod_takes_the_global_list() -> None:
+    """A socks-rule with no socksmethod: gets the global list (Dante fills it in)."""
+    rs = rules("socks pass { from: 0/0 to: 0/0 }\n")  # global: none
+    assert rs.match_socks(username_facts("alice")).number == 0
+    assert rs.match_socks(username_facts(None)).passed
+
+
+def test_empty_global_socksmethod_blocks_everything() -> None:
+    """No socksmethod at all: every socks request is blocked (rule #0)."""
+    rs = RuleSet(
+        parse("internal: 127.0.0.1\nsocks pass { from: 0/0 to: 0/0 }\n", "t.conf")
+    )
+    assert not rs.match_socks(socks("192.0.2.1")).passed
+
+
+def test_resolveprotocol_fake_never_resolves() -> None:
+    """resolveprotocol: fake turns DNS off in matching: no lookup, no match."""
+    rs = rules(
+        "socks pass { from: 0/0 to: 192.0.2.0/24 }\n",
+        "internal: 127.0.0.1\nsocksmethod: none\nresolveprotocol: fake\n",
+    )
+    assert rs.match_socks(socks("www.test")).number == 0
+
+
+# -- the index against a plain linear scan -------------------------------------------
+
+_NETS = ["0/0", "0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24",
+         "10.1.2.3/32", "192.0.2.0/24", "::/0", "2001:db8::/32", ".test",
+         "www.test"]  # fmt: skip
+_PORTS = ["", " port = 80", " port ge 1024", " port 1-100", " port != 80"]
+_CMDS = ["", "\n command: connect", "\n command: bind", "\n command: connect bind"]
+_PPS = ["", "\n proxyprotocol: socks_v4", "\n proxyprotocol: socks_v5"]
+_ADDRS = ["10.1.2.3", "10.1.9.9", "10.200.0.1", "192.0.2.77", "198.51.100.1",
+          "2001:db8::5", "::1", "www.test", "a.test", "other.example"]  # fmt: skip
+_ANSWERS = {
+    ("forward", "www.test"): ("10.1.2.3",),
+    ("forward", "a.test"): ("192.0.2.77", "2001:db8::5"),
+    ("forward", "other.example"): (),
+    **{("reverse", a): ("x.test",) if a.startswith("10.1") else () for a in _ADDRS},
+}
+
+
+def _linear(rs: RuleSet, facts: SocksFacts) -> int:
+    """Dante's plain top-down scan, without any index."""
+    from dantex.rules.engine import compile_matchers
+
+    for rule in rs.config.socks_rules:
+        if rule.commands is not None and facts.command not in rule.commands:
+            continue
+        pps = rule.proxyprotocols
+        if pps is not None and facts.proxyprotocol not in pps:
+            continue
+        src, dst = compile_matchers(rule)
+        if src(facts.client, _ANSWERS) is None:
+            continue
+        if dst(facts.target, _ANSWERS) is None:
+            continue
+        return rule.number
+    return 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["pass", "block"]),
+            st.sampled_from(_NETS),
+            st.sampled_from(_NETS),
+            st.sampled_from(_PORTS),
+            st.sampled_from(_CMDS),
+            st.sampled_from(_PPS),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(_ADDRS[:7]),
+            st.sampled_from(_ADDRS),
+            st.sampled_from([1, 80, 443, 8080]),
+            st.sampled_from(["connect", "bind"]),
+            st.sampled_from(["socks_v4", "socks_v5"]),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_index_agrees_with_a_linear_scan(
+    specs: list[tuple[str, str, str, str, str, str]],
+    requests: list[tuple[str, str, int, str, str]],
+) -> None:
+    """Indexed first match == top-down scan, for random rule lists and requests."""
+    body = "".join(
+        f"socks {verdict} {{\n from: {src} to: {dst}{port}{cmd}{pp}\n}}\n"
+        for verdict, src, dst, port, cmd, pp in specs
+    )
+    rs = rules(body)
+    for client, target, port, command, pp in requests:
+        facts = SocksFacts(
+            Address.from_host(client, 5000),
+            Address.from_host(target, port),
+            command,
+            pp,
+        )
+        assert rs.match_socks(facts, _ANSWERS).number == _linear(rs, facts)

@@ -277,3 +277,20 @@ def test_client_gone_while_connecting_cancels_the_connect() -> None:
     m.send(CONNECT_V4)
     m.session.connectionLost(Failure(ConnectionError("gone")))
     assert m.connector.calls[0].cancelled
+
+
+def test_external_protocol_excludes_a_family() -> None:
+    """external.protocol: ipv6 leaves no IPv4 source: an IPv4 target gets X'08'."""
+    from dantex.config import parse
+    from dantex.server.connect import choose_source
+    from dantex.server.errors import ConnectFailed
+
+    cfg = parse(
+        "internal: 127.0.0.1\nexternal: 127.0.0.1\nexternal: ::1\n"
+        "external.protocol: ipv6\nsocksmethod: none\n",
+        "t.conf",
+    )
+    assert choose_source(cfg, "::2", "127.0.0.1") == "::1"
+    with pytest.raises(ConnectFailed) as info:
+        choose_source(cfg, "10.0.0.1", "127.0.0.1")
+    assert info.value.reply == 0x08
