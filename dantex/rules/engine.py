@@ -81,6 +81,8 @@ class SocksFacts:
     clientmethod: str = "none"
     user: str | None = None
     groups: frozenset[str] = frozenset()
+    #: LDAP groups, for ``ldap.group:`` (from ldapauth or the ``ldap.*`` directory)
+    ldap_groups: frozenset[str] = frozenset()
 
 
 @frozen
@@ -165,7 +167,7 @@ class _List:
         )
         self.named = 0
         for i, r in enumerate(rules):
-            if r.users is not None or r.groups is not None:
+            if _names_someone(r):
                 self.named |= 1 << i
 
     def first(
@@ -176,11 +178,12 @@ class _List:
         user: str | None,
         groups: frozenset[str],
         answers: Answers,
+        ldap_groups: frozenset[str] = frozenset(),
     ) -> Match:
         rules, src_m, dst_m, named = self.rules, self.src, self.dst, self.named
         for i in bits(mask):
             rule = rules[i]
-            if named >> i & 1 and not _names_fit(rule, user, groups):
+            if named >> i & 1 and not _names_fit(rule, user, groups, ldap_groups):
                 continue
             if src_m[i](src, answers) is None:
                 continue
@@ -191,19 +194,36 @@ class _List:
         return Match(None)
 
 
+def _names_someone(rule: Rule) -> bool:
+    """Whether the rule has ``user:``, ``group:`` or ``ldap.group:``."""
+    return (
+        rule.users is not None
+        or rule.groups is not None
+        or bool(rule.ldap.get("ldap.group"))
+    )
+
+
 def _named(rule: Rule, methods: tuple[str, ...]) -> tuple[str, ...]:
     """A rule naming users/groups only matches methods that yield a name."""
-    if rule.users is None and rule.groups is None:
+    if not _names_someone(rule):
         return methods
     return tuple(m for m in methods if m in NAME_METHODS)
 
 
-def _names_fit(rule: Rule, user: str | None, groups: frozenset[str]) -> bool:
+def _names_fit(
+    rule: Rule,
+    user: str | None,
+    groups: frozenset[str],
+    ldap_groups: frozenset[str] = frozenset(),
+) -> bool:
     if user is None:
         return False
     if rule.users is not None and user not in rule.users:
         return False
-    return rule.groups is None or bool(groups & rule.groups)
+    if rule.groups is not None and not groups & rule.groups:
+        return False
+    wanted = rule.ldap.get("ldap.group")
+    return not wanted or bool(ldap_groups.intersection(wanted))
 
 
 class RuleSet:
@@ -266,6 +286,7 @@ class RuleSet:
             facts.user,
             facts.groups,
             self._answers(answers),
+            facts.ldap_groups,
         )
 
 

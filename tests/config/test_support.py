@@ -16,9 +16,25 @@ def test_every_gated_feature_has_an_owner() -> None:
         assert feature.stored or feature.owner == "never", key
 
 
-def test_nothing_gated_is_supported_by_default() -> None:
-    """Until an owner flips it, no gated feature is accepted."""
-    assert not support.SUPPORTED & set(support.FEATURES)
+def test_only_switched_on_features_are_supported() -> None:
+    """What is on is authentication (methods, user/group, PAM, honoured LDAP
+    keywords); everything else gated stays refused by default."""
+    on = support.SUPPORTED & set(support.FEATURES)
+    assert on == {
+        "method:username",
+        "method:rfc931",
+        "method:pam.any",
+        "method:pam.address",
+        "method:pam.username",
+        "method:ldapauth",
+        "user",
+        "group",
+        "pam.servicename",
+    }
+    others = support.SUPPORTED - on
+    assert others and all(k.startswith("ldap.") for k in others)
+    assert not support.is_supported("ldap.auth.keytab")
+    assert not support.is_supported("pam.servicename:socks")
 
 
 def test_family_keys_cover_their_keywords() -> None:
