@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from dantex.config import _values as v
 from dantex.config import keywords
-from dantex.config._auth import LDAP_HONOURED, check_ldap, s_auth_failures, s_passwordfile, s_rfc931
+from dantex.config._auth import (
+    LDAP_HONOURED,
+    check_ldap,
+    s_auth_failures,
+    s_passwordfile,
+    s_rfc931,
+)
 from dantex.config._sockopts import error_log_spec, socket_option
 from dantex.config.errors import ConfigError
 from dantex.config.interfaces import interface_addresses, interface_exists
