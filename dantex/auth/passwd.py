@@ -214,8 +214,10 @@ class PasswordFile:
             self._warn(f"{self.path}: cannot load password file")
             return self._entries
 
-        self._loading = self._run(self._read).addCallbacks(parsed, failed)
-        return _chain(self._loading)
+        loading = self._run(self._read).addCallbacks(parsed, failed)
+        if not loading.called:  # an inline runner has already finished
+            self._loading = loading
+        return _chain(loading)
 
     def load_now(self) -> Mapping[str, PasswordEntry]:
         """Read the file synchronously (start-up checks, tools)."""

@@ -59,7 +59,9 @@ class Policy:
         if auth is None:
             from twisted.internet.task import Clock
 
-            auth = Authenticator.from_config(config, clock=clock or Clock())
+            auth = Authenticator.from_config(
+                config, clock=clock or Clock(), reactor=clock
+            )
         self.auth = auth
         #: client-level methods that need work before the client-rules
         #: (ident, PAM with the client's address)
