@@ -200,7 +200,7 @@ class LdapDirectory:
                 self._server(url),
                 user=user,
                 password=password,
-                receive_timeout=s.timeout,
+                receive_timeout=max(1, round(s.timeout)),  # ldap3 packs an int
                 read_only=True,
                 raise_exceptions=False,
                 auto_bind="NONE",
@@ -211,7 +211,7 @@ class LdapDirectory:
                 if tls_wanted and not conn.start_tls():
                     raise LdapUnavailable(f"{url}: StartTLS refused")
                 return conn
-            except (LDAPException, OSError, ssl.SSLError) as e:
+            except (LDAPException, OSError, ssl.SSLError, ValueError) as e:
                 errors.append(f"{url}: {_reason(e)}")
                 with self._lock:
                     self._dead[url] = self._clock.seconds() + s.dead_time

@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -132,7 +133,28 @@ class ChainedChecker:
 
 
 def _answer_now(checker: ICredentialsChecker, credentials: Any) -> Any:
-    """Call a checker that answers synchronously (strcred's), in a thread."""
+    """Call a checker that answers synchronously (strcred's), in a thread.
+
+    Twisted's checkers disagree on bytes and text (``file:`` keeps bytes,
+    ``memory:`` text), so a refusal of the bytes credentials is retried once
+    with the same credentials as text.
+    """
+    try:
+        return _sync(checker, credentials)
+    except UnauthorizedLogin:
+        if not IUsernamePassword.providedBy(credentials):
+            raise
+        try:
+            text = UsernamePassword(
+                bytes(credentials.username).decode("utf-8"),  # type: ignore[arg-type]
+                bytes(credentials.password).decode("utf-8"),  # type: ignore[arg-type]
+            )
+        except UnicodeDecodeError:
+            raise UnauthorizedLogin("not UTF-8") from None
+        return _sync(checker, text)
+
+
+def _sync(checker: ICredentialsChecker, credentials: Any) -> Any:
     results: list[Any] = []
     maybeDeferred(checker.requestAvatarId, credentials).addBoth(results.append)
     if not results:

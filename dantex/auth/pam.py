@@ -13,13 +13,21 @@ Uses python-pam (``import pam``): ``pam_start`` with the service name,
   ``PAM_RHOST`` alone (e.g. ``pam_access``, ``pam_listfile``).
 
 Checking other users' passwords with ``pam_unix`` needs root (it reads
-``/etc/shadow``), as Dante's ``username`` does.  Not implemented: PAM
-conversations that ask more than a user name and a password.
+``/etc/shadow``), as Dante's ``username`` does: when the server has given up
+root with ``user.unprivileged`` (an effective uid), it regains it only for
+the duration of each PAM call, as Dante does with ``user.privileged``.
+
+Not implemented: PAM conversations that ask more than a user name and a
+password.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -60,8 +68,40 @@ def pam_available() -> bool:
     return True
 
 
+#: Serialises the effective-uid switch around PAM (process-wide state).
+_EUID_LOCK = threading.Lock()
+
+
+@contextmanager
+def _privileged() -> Iterator[None]:
+    """Run as root for the duration, if root was given up with ``seteuid``.
+
+    Like Dante's ``user.privileged``: the server runs as
+    ``user.unprivileged`` (effective uid) and regains root only around
+    PAM, which reads ``/etc/shadow``.  The switch is process-wide, so it
+    is serialised and kept as short as the PAM call.
+    """
+    if os.geteuid() == 0 or os.getuid() != 0:
+        yield
+        return
+    with _EUID_LOCK:
+        saved = os.geteuid()
+        os.seteuid(0)
+        try:
+            yield
+        finally:
+            os.seteuid(saved)
+
+
 def _pam_check(service: str, user: bytes, password: bytes, rhost: str) -> str | None:
     """Blocking PAM conversation; None on success, else PAM's reason."""
+    with _privileged():
+        return _pam_check_now(service, user, password, rhost)
+
+
+def _pam_check_now(
+    service: str, user: bytes, password: bytes, rhost: str
+) -> str | None:
     import pam
 
     authenticator = pam.PamAuthenticator()
