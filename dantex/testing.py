@@ -24,6 +24,7 @@ from dantex.auth.methods import Authenticator
 from dantex.config import parse
 from dantex.log.output import DanteLog
 from dantex.server.context import Policy, Runtime
+from dantex.server.lean import Conn
 from dantex.server.relay import EndReason, Relay
 from dantex.server.resolve import Resolver
 from dantex.server.session import SocksSession
@@ -118,7 +119,7 @@ class FakeRelay(Relay):
         self,
         runtime: Runtime,
         session: SocksSession,
-        target: socket.socket,
+        target: Conn | socket.socket,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
@@ -190,7 +191,7 @@ def memory_session(
 
     def start_relay(
         session: SocksSession,
-        target: socket.socket,
+        target: Conn | socket.socket,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,

@@ -18,6 +18,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed, describe_failure
+from dantex.server.lean import Conn
 
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
@@ -151,12 +152,12 @@ def _try(
     )
     session._pending = d  # type: ignore[assignment]
 
-    def connected(sock: socket.socket) -> None:
+    def connected(target: Conn | socket.socket) -> None:
         session._pending = None
         if session.state is not State.REQUESTED:
-            sock.close()
+            target.close()
             return
-        _established(session, sock)
+        _established(session, target)
 
     def failed(f: Failure) -> None:
         session._pending = None
@@ -171,7 +172,8 @@ def _try(
     d.addCallbacks(connected, failed)
 
 
-def _established(session: SocksSession, sock: socket.socket) -> None:
+def _established(session: SocksSession, target: Conn | socket.socket) -> None:
+    sock = target.sock if isinstance(target, Conn) else target
     host, port = sock.getsockname()[:2]
     bound = Address.from_host(str(host).partition("%")[0], int(port))
     session.external = bound
@@ -179,7 +181,7 @@ def _established(session: SocksSession, sock: socket.socket) -> None:
     codec = session.codec
     assert codec is not None
     relay = session.runtime.start_relay(
-        session, sock, reply, codec.leftover(), rule_timeout(session, "io_tcp")
+        session, target, reply, codec.leftover(), rule_timeout(session, "io_tcp")
     )
     session.relay_started(relay)
     relay.start()

@@ -18,10 +18,10 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorFDSet,
     IReactorTime,
-    IWriteDescriptor,
 )
 from twisted.python.failure import Failure
-from zope.interface import implementer
+
+from dantex.server.lean import Conn
 
 __all__ = ["IP_BIND_ADDRESS_NO_PORT", "TcpConnector"]
 
@@ -29,33 +29,31 @@ __all__ = ["IP_BIND_ADDRESS_NO_PORT", "TcpConnector"]
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
-@implementer(IWriteDescriptor)
-class _Connecting:
-    """Watches one in-progress connect; fires its Deferred once."""
+class _Connecting(Conn):
+    """One in-progress connect: a descriptor watched for writability.
+
+    On success the Deferred fires with this very descriptor, still registered,
+    so the relay that takes it over needs no new ``epoll_ctl`` registration.
+    """
 
     def __init__(self, reactor: IReactorFDSet, sock: socket.socket) -> None:
-        self._reactor = reactor
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.deferred: Deferred[socket.socket] = Deferred(self._cancel)
+        super().__init__(reactor, sock)
+        self.deferred: Deferred[Conn] = Deferred(self._cancel)
         self.timer: IDelayedCall | None = None
+        self.write_cb = self._writable
+        self.lost_cb = self._lost
 
-    def fileno(self) -> int:
-        return self.fd
-
-    def logPrefix(self) -> str:
-        return "dantex-connect"
-
-    def doWrite(self) -> None:
-        self._reactor.removeWriter(self)
+    def _writable(self) -> None:
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._fail(OSError(err, os.strerror(err)))
-        else:
-            self._stop_timer()
-            self.deferred.callback(self.sock)
+            return
+        self._stop_timer()
+        self.write_cb = _idle
+        self.lost_cb = _ignore
+        self.deferred.callback(self)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def _lost(self, reason: Failure) -> None:
         # epoll reports a failed connect as HUP/ERR: the errno is in SO_ERROR.
         if self.deferred.called:
             return
@@ -67,12 +65,11 @@ class _Connecting:
 
     def timed_out(self) -> None:
         self.timer = None
-        self._reactor.removeWriter(self)
         self._fail(TimeoutError("connect timed out"))
 
     def _fail(self, error: BaseException | None) -> None:
         self._stop_timer()
-        self.sock.close()
+        self.close()
         if not self.deferred.called:
             self.deferred.errback(Failure(error or ConnectionError("connect failed")))
 
@@ -82,11 +79,18 @@ class _Connecting:
                 self.timer.cancel()
             self.timer = None
 
-    def _cancel(self, d: Deferred[socket.socket]) -> None:
+    def _cancel(self, d: Deferred[Conn]) -> None:
         self._stop_timer()
-        self._reactor.removeWriter(self)
-        self.sock.close()
+        self.close()
         d.errback(Failure(CancelledError()))
+
+
+def _idle() -> None:
+    return None
+
+
+def _ignore(reason: Failure) -> None:
+    return None
 
 
 class TcpConnector:
@@ -105,15 +109,15 @@ class TcpConnector:
         *,
         source: str | None = None,
         timeout: float = 0.0,
-    ) -> Deferred[socket.socket]:
-        """Connect to ``sockaddr``; the Deferred fires with the socket.
+    ) -> Deferred[Conn]:
+        """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
         :param source: local address to send from (port chosen by the kernel).
         :param timeout: seconds before giving up (0: the kernel's own limit);
             fails with ``TimeoutError``.
-        :returns: fires with a connected non-blocking socket with TCP_NODELAY,
-            or fails with the ``OSError`` of the connect.  Cancelling closes
-            the socket.
+        :returns: fires with the :class:`Conn` of a connected non-blocking
+            socket with TCP_NODELAY (``.sock``), or fails with the ``OSError``
+            of the connect.  Cancelling closes the socket.
         """
         sock = socket.socket(
             family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -127,12 +131,12 @@ class TcpConnector:
             err = sock.connect_ex(sockaddr)
         except OSError as e:
             sock.close()
-            d: Deferred[socket.socket] = Deferred()
+            d: Deferred[Conn] = Deferred()
             d.errback(Failure(e))
             return d
         if err == 0:
             d = Deferred()
-            d.callback(sock)
+            d.callback(Conn(self._reactor, sock))
             return d
         if err != errno.EINPROGRESS:
             sock.close()
@@ -140,7 +144,7 @@ class TcpConnector:
             d.errback(Failure(OSError(err, os.strerror(err))))
             return d
         pending = _Connecting(self._reactor, sock)
-        self._reactor.addWriter(pending)
+        pending.want_write(True)
         if timeout > 0:
             clock: IReactorTime = self._reactor  # type: ignore[assignment]
             pending.timer = clock.callLater(timeout, pending.timed_out)

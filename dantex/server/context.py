@@ -23,6 +23,7 @@ from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
+from dantex.server.lean import Conn
 from dantex.server.relay import Relay, TwistedRelay
 from dantex.server.resolve import Resolver
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
@@ -129,7 +130,7 @@ class Runtime:
     def start_relay(
         self,
         session: SocksSession,
-        target: socket.socket,
+        target: Conn | socket.socket,
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
@@ -161,7 +162,7 @@ class Runtime:
                 self.reactor,
                 self.clock,
                 client.release(),
-                target,
+                target.release() if isinstance(target, Conn) else target,
                 session.relay_ended,
                 to_client=unsent + reply,
                 to_target=leftover,

@@ -108,6 +108,59 @@ class Conn:
             else:
                 self.reactor.removeWriter(self)
 
+    def set_interest(self, read: bool, write: bool) -> None:
+        """Watch for exactly these events, with one ``epoll_ctl`` at most."""
+        if self.closed or (read == self.reading and write == self.writing):
+            return
+        fast = _epoll_state(self.reactor)
+        if fast is None:
+            self.want_read(read)
+            self.want_write(write)
+            return
+        poller, reads, writes, selectables = fast
+        fd = self.fd
+        if read or write:
+            flags = (_EPOLLIN if read else 0) | (_EPOLLOUT if write else 0)
+            if self.reading or self.writing:
+                poller.modify(fd, flags)
+            else:
+                poller.register(fd, flags)
+            selectables[fd] = self
+            if read:
+                reads.add(fd)
+            else:
+                reads.discard(fd)
+            if write:
+                writes.add(fd)
+            else:
+                writes.discard(fd)
+        else:
+            poller.unregister(fd)
+            reads.discard(fd)
+            writes.discard(fd)
+            selectables.pop(fd, None)
+        self.reading = read
+        self.writing = write
+
+    def _forget(self) -> None:
+        """Leave the reactor's books; the close that follows leaves epoll.
+
+        Our sockets are never duplicated (close-on-exec, no dup), so closing
+        the descriptor removes it from the epoll set without a system call.
+        """
+        fast = _epoll_state(self.reactor)
+        if fast is None or not (self.reading or self.writing):
+            self.want_read(False)
+            self.want_write(False)
+            return
+        _poller, reads, writes, selectables = fast
+        fd = self.fd
+        reads.discard(fd)
+        writes.discard(fd)
+        if selectables.get(fd) is self:
+            del selectables[fd]
+        self.reading = self.writing = False
+
     def release(self) -> socket.socket:
         """Leave the reactor and give up the socket without closing it."""
         self.want_read(False)
@@ -119,8 +172,7 @@ class Conn:
         """Leave the reactor and close the socket (RST when ``reset``)."""
         if self.closed:
             return
-        self.want_read(False)
-        self.want_write(False)
+        self._forget()
         self.closed = True
         if reset:
             try:
@@ -135,6 +187,28 @@ def _address(addr: Any) -> Address:
     if len(addr) == 4:
         return Address(AddressType.IPV6, host.partition("%")[0], addr[1])
     return Address(AddressType.IPV4, host, addr[1])
+
+
+_EPOLLIN = 1
+_EPOLLOUT = 4
+_epoll_cache: dict[int, Any] = {}
+
+
+def _epoll_state(reactor: object) -> Any:
+    """The epoll reactor's poller and bookkeeping, when it is one (else None)."""
+    key = id(reactor)
+    try:
+        return _epoll_cache[key]
+    except KeyError:
+        pass
+    from twisted.internet.epollreactor import EPollReactor
+
+    state = None
+    if isinstance(reactor, EPollReactor):
+        r: Any = reactor
+        state = (r._poller, r._reads, r._writes, r._selectables)
+    _epoll_cache[key] = state
+    return state
 
 
 def _tcp_address(addr: Any) -> taddress.IPv4Address | taddress.IPv6Address:

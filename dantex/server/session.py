@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SocksSession"]
 
+#: Client bytes accepted between the request and our reply before we pause.
+_MAX_EARLY = 256 * 1024
+
 #: How many DNS questions one rule decision may ask before we give up.
 _MAX_LOOKUPS = 8
 
@@ -121,6 +124,7 @@ class SocksSession(Protocol):
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
         self._buffered = b""
+        self._early = 0
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -157,8 +161,13 @@ class SocksSession(Protocol):
             self._buffered += data
             return
         if state is not State.NEGOTIATING:
+            # Bytes sent before our reply: kept for the target (the codec
+            # hands them over as leftover), up to a bound, then we stop reading.
             if self.codec is not None:
                 self.codec.feed(data)
+                self._early += len(data)
+                if self._early > _MAX_EARLY:
+                    self._pause()
             return
         try:
             self._negotiate(data)
@@ -166,7 +175,9 @@ class SocksSession(Protocol):
             self.protocol_error(e)
 
     def readConnectionLost(self) -> None:
-        if self.state not in (State.CLOSED, State.RELAYING):
+        # After the request, an EOF is the client being done sending: the
+        # relay sees it again on the socket and passes it on.
+        if self.state in (State.ACCEPTING, State.NEGOTIATING):
             self.finish("client closed during negotiation", reason_side="client")
 
     def writeConnectionLost(self) -> None:
@@ -309,7 +320,6 @@ class SocksSession(Protocol):
         self.command = command
         self.target = target
         self._cancel_deadline()
-        self._pause()
         if command != "connect":
             self.refuse(
                 Reply.COMMAND_NOT_SUPPORTED, f"command {command} is not supported yet"

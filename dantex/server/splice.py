@@ -281,14 +281,23 @@ class SpliceRelay(Relay):
         t.lost_cb = self._target_lost
 
     def start(self) -> None:
-        """Send what is pending and start watching both sockets."""
-        for flow in (self._up, self._down):
-            if self._done:
-                return
+        """Send what is pending, then watch each socket with one epoll call."""
+        up, down = self._up, self._down
+        for flow in (up, down):
             if flow.buf:
-                flow.drain()
-            else:
-                flow.src.want_read(True)
+                try:
+                    sent = flow.dst.sock.send(flow.buf)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as e:
+                    self._failed(flow.dst, os.strerror(e.errno or errno.EIO))
+                    return
+                flow.written += sent
+                flow.buf = flow.buf[sent:]
+        # A direction with bytes still pending waits for its destination to
+        # drain before it reads more.
+        self._client.set_interest(not up.buf, bool(down.buf))
+        self._target.set_interest(not down.buf, bool(up.buf))
 
     def counts(self) -> tuple[int, int, int, int]:
         up, down = self._up, self._down
