@@ -106,7 +106,7 @@ def test_socks4_allowed_when_none_is_also_listed(tmp_path: Path) -> None:
 
 def test_socks4_refused_by_client_rule_socksmethod(tmp_path: Path) -> None:
     """A client-rule's socksmethod: username applies to v4 clients too."""
-    text = config(tmp_path, "none").replace(
+    text = config(tmp_path, "none username").replace(
         "client pass { from: 0/0 to: 0/0\n",
         "client pass { from: 0/0 to: 0/0\n socksmethod: username\n",
     )
