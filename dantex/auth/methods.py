@@ -263,6 +263,16 @@ class Authenticator:
             )
         raise ValueError(f"no backend for method {method!r}")
 
+    def prepare(self, methods: Collection[str]) -> None:
+        """Build the backends of ``methods`` now and read the password file,
+        so its warnings appear at start-up rather than at the first login."""
+        if "username" in methods and self.passwordfile and not self.extra_checkers:
+            from dantex.auth.passwd import PasswordFileChecker
+
+            checker = self.checker("username")
+            if isinstance(checker, PasswordFileChecker):
+                checker.passwords.entries()
+
     def checker(
         self, method: str, pam_service: str | None = None
     ) -> ICredentialsChecker:

@@ -81,6 +81,10 @@ class DanteService(service.Service):
             config.logoutput, config.errorlog, self.reactor, debug=config.debug
         )
         auth = self.runtime.authenticator(config, log.warning, self.checkers)
+        methods = set(config.socksmethods)
+        for rule in config.client_rules:
+            methods.update(rule.socksmethods or ())
+        auth.prepare(methods)
         return Policy(config, log, generation, auth=auth)
 
     def privilegedStartService(self) -> None:

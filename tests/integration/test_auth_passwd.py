@@ -81,6 +81,16 @@ def test_group_rules_decide_and_socks4_is_refused(
     server.wait_for_log("SOCKS v4 client refused: authentication required")
 
 
+def test_bad_lines_are_reported_at_start_up(dantex: RunDantex, passwd: Path) -> None:
+    """A weak or malformed line is logged with file and line when the server
+    starts, without the hash."""
+    with passwd.open("a") as f:
+        f.write("carol:$apr1$salt$0123456789abcdefghijkl\n")
+    server = dantex(LOGGED_RULES, settings=settings(passwd))
+    server.wait_for_log(rf"{passwd}:4: user 'carol': MD5 \(apr1\) hashes are too weak")
+    assert "0123456789abcdefghijkl" not in server.log_text()
+
+
 def test_edited_file_applies_without_reload(
     dantex: RunDantex, origins: Origins, passwd: Path
 ) -> None:
@@ -101,11 +111,17 @@ def test_edited_file_applies_without_reload(
 def test_twistd_auth_option_serves_username(
     dantex: RunDantex, origins: Origins, tmp_path: Path
 ) -> None:
-    """twistd dante --auth memory:... (strcred) checks the username method."""
+    """twistd dante --auth memory:... (strcred) checks the username method,
+    also in worker processes (they get the checker description from the
+    supervisor)."""
     server = dantex(
         LOGGED_RULES,
         settings="socksmethod: username\n",
         extra_args=["--auth", "memory:carol:carol-pw"],
+        workers=2,
     )
-    assert curl_user(server, origins.http_url(), "carol", "carol-pw").returncode == 0
+    for _ in range(4):  # the kernel spreads connections over both workers
+        assert (
+            curl_user(server, origins.http_url(), "carol", "carol-pw").returncode == 0
+        )
     assert curl_user(server, origins.http_url(), "carol", "nope").returncode == 97
