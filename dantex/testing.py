@@ -25,7 +25,7 @@ from dantex.config import parse
 from dantex.log.output import DanteLog
 from dantex.server.context import Policy, Runtime
 from dantex.server.lean import Conn
-from dantex.server.relay import EndReason, Relay
+from dantex.server.relay import EndReason, OnEnd, Relay
 from dantex.server.resolve import Resolver
 from dantex.server.session import SocksSession
 
@@ -123,8 +123,9 @@ class FakeRelay(Relay):
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
+        on_end: OnEnd | None = None,
     ) -> None:
-        super().__init__(runtime.clock, session.relay_ended, io_timeout)
+        super().__init__(runtime.clock, on_end or session.relay_ended, io_timeout)
         self.session = session
         self.target = target
         self.reply = reply
@@ -195,9 +196,10 @@ def memory_session(
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
+        on_end: OnEnd | None = None,
     ) -> Relay:
         session.transport.write(reply)  # type: ignore[union-attr]
-        relay = FakeRelay(runtime, session, target, reply, leftover, io_timeout)
+        relay = FakeRelay(runtime, session, target, reply, leftover, io_timeout, on_end)
         relays.append(relay)
         return relay
 

@@ -320,6 +320,33 @@ def _s_yesno(field: str, gate: str | None = None, when: bool | None = None) -> H
     return handler
 
 
+def _s_advertise(p: Parser, kw: Token) -> None:
+    """``internal.advertise`` / ``external.advertise`` (dantex): an IP literal
+    to put in UDP ASSOCIATE / BIND replies, one per family (servers behind NAT)."""
+    tok = p.ts.expect_value(kw, "IP address")
+    try:
+        ip = ipaddress.ip_address(tok.value)
+    except ValueError:
+        raise ConfigError(
+            tok.span, f"{kw.value} takes an IP address, not {tok.value!r}"
+        ) from None
+    if ip.is_unspecified:
+        raise ConfigError(
+            tok.span,
+            f"{kw.value} address {tok.value} is a wildcard",
+            hint="name the address clients and peers can reach",
+        )
+    field = kw.value.replace(".", "_")
+    have: tuple[str, ...] = p.settings.get(field, ())
+    if any(ipaddress.ip_address(a).version == ip.version for a in have):
+        raise ConfigError(
+            tok.span,
+            f"a second IPv{ip.version} address for {kw.value}",
+            hint="one address per family",
+        )
+    p.settings[field] = (*have, str(ip))
+
+
 def _s_resolveprotocol(p: Parser, kw: Token) -> None:
     tok = p.ts.expect_value(kw, "protocol")
     if tok.value not in ("udp", "tcp", "fake"):
@@ -451,6 +478,8 @@ _SETTINGS: dict[str, Handler] = {
     "compatibility": _s_compatibility,
     "extension": _s_extension,
     "udp.connectdst": _s_yesno("udp_connectdst", "udp.connectdst"),
+    "internal.advertise": _s_advertise,
+    "external.advertise": _s_advertise,
     "resolveprotocol": _s_resolveprotocol,
     "libwrap.hosts_access": _s_yesno(
         "libwrap_hosts_access", "libwrap.hosts_access", when=True

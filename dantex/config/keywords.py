@@ -25,7 +25,8 @@ socksmethod clientmethod method user.privileged user.unprivileged
 user.notprivileged user.libwrap logoutput errorlog debug
 timeout.negotiate timeout.connect timeout.io timeout.io.tcp timeout.io.udp
 timeout.tcp_fin_wait connecttimeout iotimeout srchost compatibility
-extension udp.connectdst resolveprotocol libwrap.hosts_access libwrap.allow
+extension udp.connectdst internal.advertise external.advertise resolveprotocol
+libwrap.hosts_access libwrap.allow
 libwrap.deny route.maxfail route.badexpire child.maxrequests child.maxidle
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename

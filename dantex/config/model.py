@@ -338,3 +338,8 @@ class Config:
     #: every use of a gated feature (see :mod:`dantex.config.support`)
     uses: tuple[Use, ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
+    #: ``internal.advertise`` (dantex): address put in UDP ASSOCIATE replies,
+    #: at most one per family, for servers behind NAT.
+    internal_advertise: tuple[str, ...] = ()
+    #: ``external.advertise`` (dantex): address put in BIND's first reply.
+    external_advertise: tuple[str, ...] = ()

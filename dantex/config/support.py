@@ -167,6 +167,13 @@ SUPPORTED: frozenset[str] = frozenset(
         ),
         "ldap.attribute",
         "ldap.group",
+        # BIND and UDP ASSOCIATE (dantex/server/bind.py, udp.py)
+        "command:bind",
+        "command:bindreply",
+        "command:udpassociate",
+        "command:udpreply",
+        "udp.portrange",
+        "udp.connectdst",
     }
 )
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
-from dantex.config.model import Config, Rule
+from dantex.config.model import AddressSpec, AddressSpecKind, Config, Rule
 from dantex.protocol.address import Address
 from dantex.rules._index import AddressIndex, ValueIndex, bits
 from dantex.rules.addresses import Answers, Lookup, Matcher, NeedLookup, compile_address
@@ -70,11 +70,15 @@ class SocksFacts:
     """What is known once the SOCKS request is read.
 
     ``command`` uses Dante's names: connect, bind, udpassociate, bindreply,
-    udpreply; ``proxyprotocol`` is socks_v4 or socks_v5.
+    udpreply; ``proxyprotocol`` is socks_v4 or socks_v5.  ``target`` is None
+    while it is not known (a UDP association being set up): then a pass rule
+    matches whatever its ``to:``, and a block rule only when its ``to:``
+    covers every destination, so the request is refused early only when no
+    datagram could ever pass (Dante §2.2).
     """
 
     client: Address
-    target: Address
+    target: Address | None
     command: str
     proxyprotocol: str
     socksmethod: str = "none"
@@ -174,7 +178,7 @@ class _List:
         self,
         mask: int,
         src: Address,
-        dst: Address,
+        dst: Address | None,
         user: str | None,
         groups: frozenset[str],
         answers: Answers,
@@ -186,6 +190,13 @@ class _List:
             if named >> i & 1 and not _names_fit(rule, user, groups, ldap_groups):
                 continue
             if src_m[i](src, answers) is None:
+                continue
+            if dst is None:
+                # Destination not known yet (a UDP association being set up):
+                # a pass rule may match later datagrams; a block rule refuses
+                # now only if it covers every destination.
+                if rule.passes or _covers_everything(rule.dst):
+                    return Match(rule)
                 continue
             matched = dst_m[i](dst, answers)
             if matched is None:
@@ -277,7 +288,7 @@ class RuleSet:
         )
         if mask:
             mask &= s.src_index.mask(facts.client)
-        if mask:
+        if mask and facts.target is not None:
             mask &= s.dst_index.mask(facts.target)
         return s.first(
             mask,
@@ -288,6 +299,15 @@ class RuleSet:
             self._answers(answers),
             facts.ldap_groups,
         )
+
+
+def _covers_everything(spec: AddressSpec) -> bool:
+    """``0/0`` or a ``/0`` network, without a port test."""
+    if spec.port is not None:
+        return False
+    if spec.kind is AddressSpecKind.ANY:
+        return True
+    return spec.network is not None and spec.network.prefixlen == 0
 
 
 def compile_matchers(rule: Rule) -> tuple[Matcher, Matcher]:

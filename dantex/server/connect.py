@@ -30,10 +30,16 @@ _MAX_CANDIDATES = 4
 
 
 def rule_timeout(session: SocksSession, name: str) -> float:
-    """A timeout from the socks-rule, else the client-rule, else the global one."""
+    """A timeout from the socks-rule, else the client-rule, else the global one.
+
+    A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
+    """
+    keys = (name, "io") if name.startswith("io_") else (name,)
     for match in (session.socks_match, session.client_match):
-        if match is not None and match.rule is not None and name in match.rule.timeouts:
-            return match.rule.timeouts[name]
+        if match is not None and match.rule is not None:
+            for key in keys:
+                if key in match.rule.timeouts:
+                    return match.rule.timeouts[key]
     return float(getattr(session.policy.timeouts, name))
 
 

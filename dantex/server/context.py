@@ -24,7 +24,7 @@ from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
 from dantex.server.lean import Conn
-from dantex.server.relay import Relay, TwistedRelay
+from dantex.server.relay import OnEnd, Relay, TwistedRelay
 from dantex.server.resolve import Resolver
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
@@ -134,13 +134,17 @@ class Runtime:
         reply: bytes,
         leftover: bytes,
         io_timeout: float,
+        on_end: OnEnd | None = None,
     ) -> Relay:
         """A relay between ``session``'s client and ``target`` (not started).
 
         The splice relay when allowed, else the Twisted relay.  ``reply`` goes
         to the client first, ``leftover`` (client bytes that came with the
-        request) to the target.
+        request) to the target.  ``on_end`` replaces ``session.relay_ended``
+        (BIND logs its own lines).
         """
+        if on_end is None:
+            on_end = session.relay_ended
         client, unsent = take_client(session.transport, self.reactor)
         flags = session.log_flags()
         io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
@@ -152,7 +156,7 @@ class Runtime:
                 self.pipes,
                 client,
                 target,
-                session.relay_ended,
+                on_end,
                 to_client=unsent + reply,
                 to_target=leftover,
                 io_timeout=io_timeout,
@@ -163,7 +167,7 @@ class Runtime:
                 self.clock,
                 client.release(),
                 target.release() if isinstance(target, Conn) else target,
-                session.relay_ended,
+                on_end,
                 to_client=unsent + reply,
                 to_target=leftover,
                 io_timeout=io_timeout,

@@ -1,15 +1,13 @@
 """One client connection: client-rules, SOCKS negotiation, the request, the relay.
 
 The session is a thin shell: the codecs parse, the rule engine decides, the
-command handlers (:mod:`dantex.server.connect`) act.  Every way out goes
-through :meth:`SocksSession.refuse` or the relay's end callback, so each
-connection produces its Dante-format log lines exactly once.
+command handlers (:mod:`dantex.server.connect`, :mod:`~dantex.server.bind`,
+:mod:`~dantex.server.udp`) act.  Every way out goes through
+:meth:`SocksSession.refuse` or the relay's end callback, so each connection
+produces its Dante-format log lines exactly once.
 
 Authentication (methods, RFC 1929, ident, SOCKS v4 refusal) is in
 :mod:`dantex.server.session_auth`.
-
-Not implemented yet: BIND and UDP ASSOCIATE (answered "command not
-supported").
 """
 
 from __future__ import annotations
@@ -125,6 +123,8 @@ class SocksSession(Protocol):
         self._pending: Deferred[object] | None = None
         self._buffered = b""
         self._early = 0
+        #: run once when the session closes (sockets a handler holds).
+        self.cleanups: list[Callable[[], None]] = []
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -156,7 +156,12 @@ class SocksSession(Protocol):
     def dataReceived(self, data: bytes) -> None:
         state = self.state
         if state is State.RELAYING:
-            return  # the relay owns the socket now
+            # A relay that took the socket never gets here; UDP ASSOCIATE keeps
+            # the control connection on this transport and watches it.
+            hook = getattr(self.relay, "client_data", None)
+            if hook is not None:
+                hook(data)
+            return
         if state is State.ACCEPTING:
             self._buffered += data
             return
@@ -175,16 +180,25 @@ class SocksSession(Protocol):
             self.protocol_error(e)
 
     def readConnectionLost(self) -> None:
-        # After the request, an EOF is the client being done sending: the
-        # relay sees it again on the socket and passes it on.
-        if self.state in (State.ACCEPTING, State.NEGOTIATING):
+        # After the request, an EOF is the client being done sending: a relay
+        # sees it again on the socket and passes it on.
+        if self.state is State.RELAYING:
+            hook = getattr(self.relay, "client_eof", None)
+            if hook is not None:
+                hook()
+        elif self.state in (State.ACCEPTING, State.NEGOTIATING):
             self.finish("client closed during negotiation", reason_side="client")
 
     def writeConnectionLost(self) -> None:
         pass
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.state not in (State.CLOSED, State.RELAYING):
+        if self.state is State.RELAYING:
+            hook = getattr(self.relay, "client_lost", None)
+            if hook is not None:
+                hook(reason)
+            return
+        if self.state is not State.CLOSED:
             self.finish(
                 "client closed during negotiation", reason_side="client", close=False
             )
@@ -320,10 +334,17 @@ class SocksSession(Protocol):
         self.command = command
         self.target = target
         self._cancel_deadline()
-        if command != "connect":
-            self.refuse(
-                Reply.COMMAND_NOT_SUPPORTED, f"command {command} is not supported yet"
-            )
+        if command in ("bind", "udpassociate"):
+            from dantex.server.bind import start_bind
+            from dantex.server.udp import start_udp
+
+            self._pause()
+            if self.auth_error is not None:  # ident/PAM-by-address failed
+                self.refuse(Reply.NOT_ALLOWED, self.auth_error)
+                return
+            # BIND binds first: its rules see the bound address
+            start = start_bind if command == "bind" else start_udp
+            self.auth.with_ldap_groups(lambda: start(self))
             return
         if self.version == socks4.VERSION and target.type is AddressType.DOMAIN:
             pass  # SOCKS 4A: resolved like a SOCKS 5 host name (Dante has no 4A)
@@ -398,7 +419,7 @@ class SocksSession(Protocol):
                 session_line(
                     "block",
                     match.number,
-                    "tcp",
+                    self._proto(),
                     self.command,
                     "]",
                     f"{self._pair_text()}{why}",
@@ -483,7 +504,7 @@ class SocksSession(Protocol):
                 session_line(
                     verdict,
                     level_match.number,
-                    "tcp",
+                    "tcp" if command == "accept" else self._proto(),
                     command,
                     "]",
                     f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
@@ -501,6 +522,8 @@ class SocksSession(Protocol):
             transport.loseConnection()
 
     def _cleanup(self) -> None:
+        while self.cleanups:
+            self.cleanups.pop()()
         self._cancel_deadline()
         if self._pending is not None:
             pending, self._pending = self._pending, None
@@ -516,6 +539,10 @@ class SocksSession(Protocol):
         self._deadline = None
         timeout = self.policy.timeouts.negotiate
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
+
+    def _proto(self) -> str:
+        """Dante's protocol word for this session's command: tcp or udp."""
+        return "udp" if self.command == "udpassociate" else "tcp"
 
     def _client_text(self) -> str:
         user = printable(self.user) if self.user is not None else None
@@ -560,6 +587,13 @@ class SocksSession(Protocol):
         """``client internal -> external target`` (external 0.0.0.0.0 if none)."""
         here = f"{self._client_text()} {dante_addr(self.server)}"
         return f"{here} -> {dante_addr(self.external)} {dante_addr(self.target)}"
+
+    def handler_ended(self) -> None:
+        """A command handler has logged the end of an established session."""
+        self.state = State.CLOSED
+        self._cleanup()
+        for hook in self.runtime.on_session_end:
+            hook(self)
 
     def relay_ended(self, reason: EndReason) -> None:
         """The relay closed both connections: write the end-of-session lines."""

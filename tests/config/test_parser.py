@@ -209,12 +209,18 @@ def test_logoutput_targets() -> None:
 
 
 def test_embedded_default_is_safe() -> None:
-    """The default serves 127.0.0.1:1080 to loopback clients only, no auth."""
+    """The default serves 127.0.0.1:1080 to loopback clients only, no auth;
+    BIND and UDP replies may come from anywhere, but only to those clients."""
     cfg = parse(default_config_text(), "<default>")
     assert [(i.host, i.port) for i in cfg.internals] == [("127.0.0.1", 1080)]
     assert cfg.socksmethods == ("none",)
     for rule in cfg.client_rules + cfg.socks_rules:
-        assert rule.src.network == ipaddress.ip_network("127.0.0.0/8")
+        replies = rule.commands is not None and rule.commands <= {
+            "bindreply",
+            "udpreply",
+        }
+        client_side = rule.dst if replies else rule.src
+        assert client_side.network == ipaddress.ip_network("127.0.0.0/8")
 
 
 @pytest.mark.parametrize(
@@ -223,3 +229,71 @@ def test_embedded_default_is_safe() -> None:
 def test_sample_configs_parse(path: Path) -> None:
     """Every sample in conf/ parses without errors."""
     parse(path.read_text(), str(path))
+
+
+def test_udp_portrange_in_socks_rules_both_spellings() -> None:
+    """udp.portrange takes 'A-B' or 'A - B' in socks rules (as danted 1.4.2)."""
+    cfg = parse(
+        BASE + "socks pass { from: 0/0 to: 0/0\n udp.portrange: 40000-40100 }\n"
+        "socks pass { from: 0/0 to: 0/0\n udp.portrange: 50000 - 50009 }\n",
+        "t.conf",
+    )
+    assert [r.udp_portrange for r in cfg.socks_rules] == [
+        (40000, 40100),
+        (50000, 50009),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("udp.portrange: 40000", "must be a range like 40000-40100"),
+        ("udp.portrange: 5-4", "udp.portrange 5-4 is empty"),
+        ("udp.portrange: 0-10", "udp.portrange 0-10 is empty or starts at 0"),
+        ("udp.portrange: 1-70000", "port 70000 is out of range"),
+    ],
+)
+def test_udp_portrange_errors(line: str, message: str) -> None:
+    """A bad udp.portrange is an error pointing at it."""
+    errs = errors_of(BASE + f"socks pass {{ from: 0/0 to: 0/0\n {line} }}\n")
+    assert any(message in e for e in errs), errs
+
+
+def test_udp_portrange_is_refused_in_client_rules() -> None:
+    """udp.portrange belongs to socks rules only (danted: syntax error)."""
+    errs = errors_of(BASE + "client pass { from: 0/0 to: 0/0\n udp.portrange: 1-2 }\n")
+    assert any("only in socks rules" in e for e in errs), errs
+
+
+def test_connectdst_and_the_refused_bind_extension() -> None:
+    """udp.connectdst takes yes or no (default yes); extension: bind is
+    refused by name (no Dante 1.4 client asks for it)."""
+    assert parse(BASE, "t.conf").udp_connectdst is True
+    assert parse(BASE + "udp.connectdst: no\n", "t.conf").udp_connectdst is False
+    assert any(
+        "must be 'yes' or 'no'" in e
+        for e in errors_of(BASE + "udp.connectdst: maybe\n")
+    )
+    (error,) = errors_of(BASE + "extension: bind\n")
+    assert error.startswith("t.conf:3:12: error: extension 'bind' is not supported yet")
+    assert any(
+        "unknown extension 'foo'" in e for e in errors_of(BASE + "extension: foo\n")
+    )
+
+
+def test_advertise_addresses_one_per_family() -> None:
+    """internal/external.advertise take one IP literal per family, no wildcard."""
+    cfg = parse(
+        BASE + "external.advertise: 203.0.113.5\nexternal.advertise: 2001:db8::5\n"
+        "internal.advertise: 198.51.100.7\n",
+        "t.conf",
+    )
+    assert cfg.external_advertise == ("203.0.113.5", "2001:db8::5")
+    assert cfg.internal_advertise == ("198.51.100.7",)
+    errs = errors_of(
+        BASE + "external.advertise: 0.0.0.0\ninternal.advertise: example.com\n"
+        "internal.advertise: 192.0.2.1\ninternal.advertise: 192.0.2.2\n"
+    )
+    assert any("is a wildcard" in e for e in errs), errs
+    assert any("takes an IP address" in e for e in errs), errs
+    assert any("a second IPv4 address" in e for e in errs), errs

@@ -11,7 +11,12 @@ import pytest
 from tests.integration._auth_helpers import LOGGED_RULES, curl_user, python_socks_ok
 from tests.integration.conftest import RunDantex, under_policy
 from tests.integration.peers._users import ensure_system_user
-from tests.integration.peers.danted import SOCKS_PASSWORD, SOCKS_USER, _config
+from tests.integration.peers.danted import (
+    DEFAULT_RULES,
+    SOCKS_PASSWORD,
+    SOCKS_USER,
+    _config,
+)
 from tests.integration.peers.origins import INDEX_BODY, Origins
 
 pytestmark = pytest.mark.integration
@@ -23,27 +28,14 @@ def system_user() -> str:
     return under_policy(lambda: ensure_system_user(SOCKS_USER, SOCKS_PASSWORD))
 
 
-#: danted's fixture rules, CONNECT only until BIND/UDP are served.
-CONNECT_RULES = """\
-client pass {
-  from: 127.0.0.0/8 to: 0.0.0.0/0
-  log: error connect disconnect
-}
-socks pass {
-  from: 0.0.0.0/0 to: 0.0.0.0/0
-  command: connect
-  log: error connect disconnect iooperation
-}
-"""
-
-
 def test_dante_username_config_works_unchanged(
     dantex: RunDantex, origins: Origins, system_user: str
 ) -> None:
-    """The settings the danted fixture serves (socksmethod: username,
-    user.privileged root, user.unprivileged nobody) check system accounts:
-    the right password passes, a wrong one gets RFC 1929 status 1."""
-    config = _config(0, "username", "127.0.0.1", CONNECT_RULES, "")
+    """The file the danted fixture serves (socksmethod: username,
+    user.privileged root, user.unprivileged nobody, its CONNECT/BIND/UDP
+    rules) checks system accounts: the right password passes, a wrong one
+    gets RFC 1929 status 1."""
+    config = _config(0, "username", "127.0.0.1", DEFAULT_RULES, "")
     header, _, rest = config.partition("external:")
     internal = re.search(r"internal: .*", header)
     assert internal is not None

@@ -217,7 +217,7 @@ def _linear(rs: RuleSet, facts: SocksFacts) -> int:
         src, dst = compile_matchers(rule)
         if src(facts.client, _ANSWERS) is None:
             continue
-        if dst(facts.target, _ANSWERS) is None:
+        if facts.target is None or dst(facts.target, _ANSWERS) is None:
             continue
         return rule.number
     return 0
@@ -267,3 +267,43 @@ def test_index_agrees_with_a_linear_scan(
             pp,
         )
         assert rs.match_socks(facts, _ANSWERS).number == _linear(rs, facts)
+
+
+def _unknown_target(rs: RuleSet) -> int:
+    facts = SocksFacts(
+        Address.from_host("10.0.0.1", 5000), None, "udpassociate", "socks_v5"
+    )
+    match = rs.match_socks(facts)
+    return match.number if match.passed else -match.number
+
+
+def test_unknown_target_skips_block_rules_that_cover_some_destinations() -> None:
+    """A UDP association with no destination yet passes a block rule for
+    part of the address space: some datagrams could still pass (Dante §2.2)."""
+    rs = rules(
+        "socks block { from: 0/0 to: 10.0.0.0/8 }\n"
+        "socks block { from: 0/0 to: 0/0 port = 53 }\n"
+        "socks pass { from: 0/0 to: 192.0.2.0/24 }\n"
+    )
+    assert _unknown_target(rs) == 3
+
+
+@pytest.mark.parametrize("everything", ["0/0", "0.0.0.0/0"])
+def test_unknown_target_is_blocked_by_a_rule_for_every_destination(
+    everything: str,
+) -> None:
+    """A block rule whose to: is 0/0 (or a /0 net) without a port decides at once."""
+    rs = rules(
+        f"socks block {{ from: 0/0 to: {everything} }}\n"
+        "socks pass { from: 0/0 to: 0/0 }\n"
+    )
+    assert _unknown_target(rs) == -1
+
+
+def test_unknown_target_still_checks_the_source() -> None:
+    """With the destination unknown the from: address still has to match."""
+    rs = rules(
+        "socks pass { from: 192.168.0.0/16 to: 0/0 }\n"
+        "socks block { from: 10.0.0.0/8 to: 0/0 }\n"
+    )
+    assert _unknown_target(rs) == -2

@@ -107,13 +107,6 @@ def test_unknown_address_type_gets_08() -> None:
     assert not m.transport.connected
 
 
-def test_bind_is_not_supported_yet() -> None:
-    """BIND is answered X'07' until the BIND issue lands."""
-    m = negotiated()
-    reply = m.send(b"\x05\x02\x00\x01\x0a\x01\x02\x03\x00\x50")
-    assert reply[:2] == b"\x05\x07"
-
-
 def test_port_zero_is_refused_with_08() -> None:
     """CONNECT to port 0 is refused with X'08' as danted does."""
     m = negotiated()
