@@ -111,6 +111,10 @@ class Match:
         return self.rule.number if self.rule is not None else 0
 
 
+#: the implicit default block, rule #0
+_DEFAULT_BLOCK = Match(None)
+
+
 class _NoAnswers:
     def __getitem__(self, key: tuple[str, str], /) -> tuple[str, ...]:
         raise KeyError(key)
@@ -169,6 +173,8 @@ class _List:
                 for r in rules
             ]
         )
+        #: one prebuilt verdict per rule (the common case needs no new object)
+        self.verdicts = [Match(r) for r in rules]
         self.named = 0
         for i, r in enumerate(rules):
             if _names_someone(r):
@@ -196,13 +202,15 @@ class _List:
                 # a pass rule may match later datagrams; a block rule refuses
                 # now only if it covers every destination.
                 if rule.passes or _covers_everything(rule.dst):
-                    return Match(rule)
+                    return self.verdicts[i]
                 continue
             matched = dst_m[i](dst, answers)
             if matched is None:
                 continue
-            return Match(rule, matched_ip=matched)
-        return Match(None)
+            if matched and matched != dst.host:  # a host name matched by its IP
+                return Match(rule, matched_ip=matched)
+            return self.verdicts[i]
+        return _DEFAULT_BLOCK
 
 
 def _names_someone(rule: Rule) -> bool:
