@@ -29,7 +29,7 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 PY=${PYTHON:-python3}
-"$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+"$PY" -m pip install -q --disable-pip-version-check '.[test]'
 
 "$PY" -m ruff check dantex tests twisted bench examples
 "$PY" -m ruff format --check dantex tests twisted bench examples

@@ -20,6 +20,7 @@ from twisted.internet.testing import (
     StringTransportWithDisconnection,
 )
 
+from dantex.auth.methods import Authenticator
 from dantex.config import parse
 from dantex.log.output import DanteLog
 from dantex.server.context import Policy, Runtime
@@ -174,8 +175,13 @@ def memory_session(
     forward: Mapping[str, tuple[str, ...]] = {},
     reverse: Mapping[str, tuple[str, ...]] = {},
     listening: set[tuple[str, int]] | None = None,
+    auth: Authenticator | None = None,
 ) -> MemorySession:
-    """A connected session for ``config_text`` with every part in memory."""
+    """A connected session for ``config_text`` with every part in memory.
+
+    :param auth: authentication backends (default: built from the config,
+        blocking checks run inline).
+    """
     clock = MemoryReactorClock()
     log = MemoryLog()
     resolver = StaticResolver(clock, forward, reverse)
@@ -198,7 +204,7 @@ def memory_session(
         return relay
 
     runtime.start_relay = start_relay  # type: ignore[method-assign]
-    policy = Policy(parse(config_text, "test.conf"), log)
+    policy = Policy(parse(config_text, "test.conf"), log, auth=auth, clock=clock)
     session = SocksSession(policy, runtime)
     addr = IPv6Address if ":" in client[0] else IPv4Address
     saddr = IPv6Address if ":" in server[0] else IPv4Address

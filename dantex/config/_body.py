@@ -11,6 +11,7 @@ from attrs import define, field
 
 from dantex.config import _values as v
 from dantex.config import keywords
+from dantex.config._auth import LDAP_HONOURED, check_ldap
 from dantex.config._settings import TIMEOUT_FIELDS
 from dantex.config._sockopts import error_log_spec, socket_option
 from dantex.config.errors import ConfigError
@@ -27,6 +28,7 @@ from dantex.config.model import (
     RuleKind,
     SessionLimits,
 )
+from dantex.config.support import is_supported
 
 if TYPE_CHECKING:
     from dantex.config.parser import Parser
@@ -473,6 +475,9 @@ def _k_single(field_name: str, gate: str) -> Handler:
     def handler(p: Parser, body: Body, kw: Token) -> None:
         body.fields[field_name] = p.ts.expect_value(kw, "value").value
         p.use(gate, kw)
+        if gate == "pam.servicename" and body.kind == "socks":
+            # dantex checks passwords during negotiation, before socks-rules.
+            p.use("pam.servicename:socks", kw, "'pam.servicename' in socks-rules")
 
     return handler
 
@@ -484,6 +489,8 @@ def _k_module(p: Parser, body: Body, kw: Token) -> None:
     if not words:
         raise ConfigError(kw.span, f"'{kw.value}:' needs a value")
     p.use(kw.value, kw)
+    if kw.value in LDAP_HONOURED and is_supported(kw.value, p.supported):
+        check_ldap(kw, words, in_rule=True)
     if kw.value.startswith("ldap."):
         ldap = dict(body.fields.get("ldap", {}))
         ldap[kw.value] = (*ldap.get(kw.value, ()), *words)

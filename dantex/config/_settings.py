@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING
 
 from dantex.config import _values as v
 from dantex.config import keywords
+from dantex.config._auth import (
+    LDAP_HONOURED,
+    check_ldap,
+    s_auth_failures,
+    s_passwordfile,
+    s_rfc931,
+)
 from dantex.config._sockopts import error_log_spec, socket_option
 from dantex.config.errors import ConfigError
 from dantex.config.interfaces import interface_addresses, interface_exists
@@ -26,6 +33,7 @@ from dantex.config.model import (
     InternalAddress,
     LogTarget,
 )
+from dantex.config.support import is_supported
 
 if TYPE_CHECKING:
     from dantex.config.parser import Parser
@@ -385,6 +393,8 @@ def _s_module(p: Parser, kw: Token) -> None:
     if not words:
         raise ConfigError(kw.span, f"'{kw.value}:' needs a value")
     p.use(kw.value, kw)
+    if kw.value in LDAP_HONOURED and is_supported(kw.value, p.supported):
+        check_ldap(kw, words, in_rule=False)
     if kw.value.startswith("ldap."):
         ldap = dict(p.settings.get("ldap", {}))
         ldap[kw.value] = (*ldap.get(kw.value, ()), *words)
@@ -491,6 +501,10 @@ _SETTINGS: dict[str, Handler] = {
     "route.order": _s_route_order,
     "pam.servicename": _s_pam_servicename,
     "pamservicename": _s_pam_servicename,
+    "username.passwordfile": s_passwordfile,
+    "auth.failures": s_auth_failures,
+    "rfc931.port": s_rfc931,
+    "rfc931.timeout": s_rfc931,
     "bsdauth.stylename": _s_module,
     "child.maxrequests": _s_ignored,
     "child.maxlifetime": _s_ignored,

@@ -30,6 +30,7 @@ libwrap.hosts_access libwrap.allow
 libwrap.deny route.maxfail route.badexpire route.order child.maxrequests child.maxidle
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
+username.passwordfile auth.failures rfc931.port rfc931.timeout
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method
@@ -54,6 +55,8 @@ ldap.auth.basedn ldap.auth.basedn.hex ldap.auth.basedn.hex.all ldap.auth.port
 ldap.auth.port.ssl ldap.auth.ssl ldap.auth.certcheck ldap.auth.certfile
 ldap.auth.certpath ldap.auth.domain ldap.auth.debug ldap.auth.auto.off
 ldap.auth.keeprealm ldap.auth.filter ldap.auth.keytab
+ldap.auth.starttls ldap.auth.timeout ldap.auth.cache ldap.starttls
+ldap.timeout ldap.cache
 pac.sid pac.sid.b64 pac.off
 """
 

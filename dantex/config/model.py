@@ -356,6 +356,13 @@ class Config:
     route_order: str = "file"
     pam_servicename: str | None = None
     ldap: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    #: dantex: ``username.passwordfile`` (absolute path), None = system accounts
+    passwordfile: str | None = None
+    #: dantex: ``auth.failures`` (failures allowed, per seconds); 0 = off
+    auth_failures: tuple[int, float] = (5, 60.0)
+    #: dantex: ``rfc931.port`` / ``rfc931.timeout``
+    rfc931_port: int = 113
+    rfc931_timeout: float = 10.0
     socket_options: tuple[SocketOption, ...] = ()
     log_levels: tuple[ErrorLogSpec, ...] = ()
     #: settings accepted without effect (cpu.*, child.*): keyword -> values

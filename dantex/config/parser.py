@@ -337,6 +337,7 @@ class Parser:
                 hint="same-same uses the internal address the client connected to",
             )
         self._check_names(socksmethods)
+        self._check_rule_methods(socksmethods, clientmethods)
         return Config(
             path=self.path,
             internals=tuple(self.internals),
@@ -353,6 +354,30 @@ class Parser:
             warnings=tuple(self.warnings),
             **settings,
         )
+
+    def _check_rule_methods(
+        self, socksmethods: tuple[str, ...], clientmethods: tuple[str, ...]
+    ) -> None:
+        """A rule may only name methods of the global lists (Dante refuses
+        the file otherwise; without ``clientmethod:`` the list is ``none``)."""
+        for kind in (RuleKind.CLIENT, RuleKind.SOCKS):
+            for rule in self.rules[kind]:
+                for level, used, allowed in (
+                    ("socksmethod", rule.socksmethods, socksmethods),
+                    ("clientmethod", rule.clientmethods, clientmethods),
+                ):
+                    for method in used or ():
+                        if method in allowed:
+                            continue
+                        listed = " ".join(allowed) or "nothing"
+                        self.errors.append(
+                            ConfigError(
+                                rule.span,
+                                f"{level} {method!r} is set in the rule, but not "
+                                f"in the global {level} list ({listed})",
+                                hint=f"add it to the global '{level}:' line",
+                            )
+                        )
 
     def _check_names(self, global_methods: tuple[str, ...]) -> None:
         """Warn about rules whose ``user:``/``group:`` can never match (Dante

@@ -76,6 +76,13 @@ FEATURES: dict[str, Feature] = {
     "user": Feature(_AUTH, "Rule.users"),
     "group": Feature(_AUTH, "Rule.groups"),
     "pam.servicename": Feature(_AUTH, "Config/Rule.pam_servicename"),
+    # dantex checks passwords while negotiating, before any socks-rule is known
+    "pam.servicename:socks": Feature(
+        _AUTH,
+        "Rule.pam_servicename",
+        "'pam.servicename' in socks-rules is not supported yet",
+        "give pam.servicename globally or in the client-rule",
+    ),
     "ldap.*": Feature(_AUTH, "Config.ldap / Rule.ldap (keyword -> values)"),
     "method:gssapi": Feature(
         _NEVER,
@@ -139,6 +146,27 @@ FEATURES: dict[str, Feature] = {
 #: Gated features that dantex honours.  Add a key here to switch it on.
 SUPPORTED: frozenset[str] = frozenset(
     {
+        # authentication (dantex.auth): every method but gssapi/bsdauth
+        "method:username",
+        "method:rfc931",
+        "method:pam.any",
+        "method:pam.address",
+        "method:pam.username",
+        "method:ldapauth",
+        "user",
+        "group",
+        "pam.servicename",
+        # the LDAP keywords dantex honours (others stay refused)
+        *(
+            f"ldap.{prefix}{name}"
+            for prefix in ("", "auth.")
+            for name in (
+                "url server port port.ssl ssl basedn filter certcheck certfile "
+                "certpath starttls timeout cache"
+            ).split()
+        ),
+        "ldap.attribute",
+        "ldap.group",
         # BIND and UDP ASSOCIATE (dantex/server/bind.py, udp.py)
         "command:bind",
         "command:bindreply",

@@ -85,6 +85,8 @@ class SocksFacts:
     clientmethod: str = "none"
     user: str | None = None
     groups: frozenset[str] = frozenset()
+    #: LDAP groups, for ``ldap.group:`` (from ldapauth or the ``ldap.*`` directory)
+    ldap_groups: frozenset[str] = frozenset()
 
 
 @frozen
@@ -107,6 +109,10 @@ class Match:
     def number(self) -> int:
         """Dante's rule number (0 = the default block rule)."""
         return self.rule.number if self.rule is not None else 0
+
+
+#: the implicit default block, rule #0
+_DEFAULT_BLOCK = Match(None)
 
 
 class _NoAnswers:
@@ -167,9 +173,11 @@ class _List:
                 for r in rules
             ]
         )
+        #: one prebuilt verdict per rule (the common case needs no new object)
+        self.verdicts = [Match(r) for r in rules]
         self.named = 0
         for i, r in enumerate(rules):
-            if r.users is not None or r.groups is not None:
+            if _names_someone(r):
                 self.named |= 1 << i
 
     def first(
@@ -180,11 +188,12 @@ class _List:
         user: str | None,
         groups: frozenset[str],
         answers: Answers,
+        ldap_groups: frozenset[str] = frozenset(),
     ) -> Match:
         rules, src_m, dst_m, named = self.rules, self.src, self.dst, self.named
         for i in bits(mask):
             rule = rules[i]
-            if named >> i & 1 and not _names_fit(rule, user, groups):
+            if named >> i & 1 and not _names_fit(rule, user, groups, ldap_groups):
                 continue
             if src_m[i](src, answers) is None:
                 continue
@@ -193,28 +202,47 @@ class _List:
                 # a pass rule may match later datagrams; a block rule refuses
                 # now only if it covers every destination.
                 if rule.passes or _covers_everything(rule.dst):
-                    return Match(rule)
+                    return self.verdicts[i]
                 continue
             matched = dst_m[i](dst, answers)
             if matched is None:
                 continue
-            return Match(rule, matched_ip=matched)
-        return Match(None)
+            if matched and matched != dst.host:  # a host name matched by its IP
+                return Match(rule, matched_ip=matched)
+            return self.verdicts[i]
+        return _DEFAULT_BLOCK
+
+
+def _names_someone(rule: Rule) -> bool:
+    """Whether the rule has ``user:``, ``group:`` or ``ldap.group:``."""
+    return (
+        rule.users is not None
+        or rule.groups is not None
+        or bool(rule.ldap.get("ldap.group"))
+    )
 
 
 def _named(rule: Rule, methods: tuple[str, ...]) -> tuple[str, ...]:
     """A rule naming users/groups only matches methods that yield a name."""
-    if rule.users is None and rule.groups is None:
+    if not _names_someone(rule):
         return methods
     return tuple(m for m in methods if m in NAME_METHODS)
 
 
-def _names_fit(rule: Rule, user: str | None, groups: frozenset[str]) -> bool:
+def _names_fit(
+    rule: Rule,
+    user: str | None,
+    groups: frozenset[str],
+    ldap_groups: frozenset[str] = frozenset(),
+) -> bool:
     if user is None:
         return False
     if rule.users is not None and user not in rule.users:
         return False
-    return rule.groups is None or bool(groups & rule.groups)
+    if rule.groups is not None and not groups & rule.groups:
+        return False
+    wanted = rule.ldap.get("ldap.group")
+    return not wanted or bool(ldap_groups.intersection(wanted))
 
 
 class RuleSet:
@@ -277,6 +305,7 @@ class RuleSet:
             facts.user,
             facts.groups,
             self._answers(answers),
+            facts.ldap_groups,
         )
 
 

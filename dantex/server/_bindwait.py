@@ -175,8 +175,7 @@ class BindWait(Relay):
             session.client,
             "bindreply",
             _proxyprotocol(session),
-            socksmethod=session.method,
-            user=session.user,
+            **session.auth.identity(),
         )
 
         def decided(match: Match) -> None:

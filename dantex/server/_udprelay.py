@@ -512,8 +512,7 @@ class UdpAssociation(Relay):
             target,
             command,
             self._proxyprotocol,
-            socksmethod=session.method,
-            user=session.user,
+            **session.auth.identity(),
         )
 
     def _decide(

@@ -197,8 +197,7 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
         bound,
         "bind",
         _proxyprotocol(session),
-        socksmethod=session.method,
-        user=session.user,
+        **session.auth.identity(),
     )
 
     session.cleanups.append(sock.close)  # if the client leaves during DNS

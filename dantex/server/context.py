@@ -8,12 +8,16 @@ with, so live sessions are untouched by a reload.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.threadpool import ThreadPool
 
 from dantex._interfaces import IServerReactor
+from dantex.auth._base import in_pool
+from dantex.auth.methods import Authenticator
 from dantex.config.model import Config
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
@@ -32,14 +36,45 @@ __all__ = ["Policy", "Runtime"]
 
 
 class Policy:
-    """One configuration generation: the parsed file, its compiled rules, its log."""
+    """One configuration generation: the parsed file, its compiled rules, its log,
+    and its authentication backends (:class:`~dantex.auth.methods.Authenticator`).
 
-    def __init__(self, config: Config, log: DanteLog, generation: int = 1) -> None:
+    :param auth: the backends; by default built from ``config`` on ``clock``
+        with blocking checks run inline (the service passes one that uses
+        its thread pool).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        log: DanteLog,
+        generation: int = 1,
+        *,
+        auth: Authenticator | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.config = config
         self.rules = RuleSet(config)
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
+        if auth is None:
+            from twisted.internet.task import Clock
+
+            auth = Authenticator.from_config(
+                config, clock=clock or Clock(), reactor=clock
+            )
+        self.auth = auth
+        #: client-level methods that need work before the client-rules
+        #: (ident, PAM with the client's address)
+        wanted = set(config.clientmethods)
+        for rule in config.client_rules:
+            wanted.update(rule.clientmethods or ())
+        self.client_checks = tuple(
+            m for m in ("rfc931", "pam.address", "pam.any") if m in wanted
+        )
+        #: whether any socks-rule asks for ``ldap.group``
+        self.uses_ldap_group = any(r.ldap.get("ldap.group") for r in config.socks_rules)
         #: the compiled ``route { }`` blocks (None: every request goes direct)
         self.routes = RouteTable(config) if config.routes else None
 
@@ -74,6 +109,26 @@ class Runtime:
         self.accepted = 0
         self.started = self.clock.seconds()
         self.on_session_end: list[Callable[[object], None]] = []
+        #: threads for blocking authentication (hashes, PAM, LDAP, NSS);
+        #: started and stopped by the service
+        self.auth_pool = ThreadPool(minthreads=0, maxthreads=8, name="dantex-auth")
+        self.blocking = in_pool(reactor, self.auth_pool)
+
+    def authenticator(
+        self,
+        config: Config,
+        warn: Callable[[str], None] | None = None,
+        checkers: Sequence[ICredentialsChecker] = (),
+    ) -> Authenticator:
+        """Backends for ``config`` that run blocking checks in :attr:`auth_pool`."""
+        return Authenticator.from_config(
+            config,
+            clock=self.clock,
+            reactor=self.reactor,
+            run=self.blocking,
+            checkers=checkers,
+            warn=warn,
+        )
         #: routes marked bad (server chaining), kept across reloads
         self.route_marks = RouteMarks(self.clock)
 

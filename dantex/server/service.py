@@ -13,6 +13,7 @@ from typing import Any
 
 from attrs import frozen
 from twisted.application import service
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -58,22 +59,33 @@ class DanteService(service.Service):
         relay_mode: str = "auto",
         inherited: Sequence[InheritedSocket] = (),
         announce: bool = True,
+        checkers: Sequence[ICredentialsChecker] = (),
     ) -> None:
         self.config_path = config_path
         self.inherited = tuple(inherited)
         self.announce = announce
         self.reactor = reactor
+        #: ``--auth`` checkers: they serve the ``username`` method
+        self.checkers = tuple(checkers)
         self.runtime = Runtime(reactor, relay_mode=relay_mode)
-        self.policy = Policy(
-            config,
-            DanteLog(config.logoutput, config.errorlog, reactor, debug=config.debug),
-        )
+        self.policy = self._policy(config)
         #: the worker number when run by a supervisor (for the state dump)
         self.worker_index: int | None = None
         self.factory = SocksFactory(self.policy, self.runtime)
         self.ports: list[IListeningPort] = []
         self._old_hup: Any = None
         self._old_usr1: Any = None
+
+    def _policy(self, config: Config, generation: int = 1) -> Policy:
+        log = DanteLog(
+            config.logoutput, config.errorlog, self.reactor, debug=config.debug
+        )
+        auth = self.runtime.authenticator(config, log.warning, self.checkers)
+        methods = set(config.socksmethods)
+        for rule in config.client_rules:
+            methods.update(rule.socksmethods or ())
+        auth.prepare(methods)
+        return Policy(config, log, generation, auth=auth)
 
     def privilegedStartService(self) -> None:
         """Bind every listener (before twistd drops privileges)."""
@@ -120,6 +132,7 @@ class DanteService(service.Service):
         if not self.ports:  # runners such as twist skip privilegedStartService
             self._listen()
         self._drop_privileges()
+        self.runtime.auth_pool.start()
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         # SIGUSR1 dumps state, as in Dante; this replaces twistd's own log
         # rotation on SIGUSR1 (installed only with a log file; see README).
@@ -180,10 +193,8 @@ class DanteService(service.Service):
         }:
             old.log.warning("internal: addresses changed; they apply after a restart")
         old.log.reopen()
-        new_log = DanteLog(
-            config.logoutput, config.errorlog, self.reactor, debug=config.debug
-        )
-        self.policy = Policy(config, new_log, old.generation + 1)
+        self.policy = self._policy(config, old.generation + 1)
+        new_log = self.policy.log
         self.factory.policy = self.policy
         for w in config.warnings:
             new_log.warning(w.headline("warning"))
@@ -199,6 +210,8 @@ class DanteService(service.Service):
         for port in self.ports:
             port.stopListening()
         self.ports = []
+        if self.runtime.auth_pool.started:
+            self.runtime.auth_pool.stop()
         self.policy.log.info("dantex/server shutting down")
         self.policy.log.flush()
         super().stopService()  # type: ignore[no-untyped-call]

@@ -6,7 +6,8 @@ command handlers (:mod:`dantex.server.connect`, :mod:`~dantex.server.bind`,
 :meth:`SocksSession.refuse` or the relay's end callback, so each connection
 produces its Dante-format log lines exactly once.
 
-Not implemented yet: authentication methods other than ``none``.
+Authentication (methods, RFC 1929, ident, SOCKS v4 refusal) is in
+:mod:`dantex.server.session_auth`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dantex.auth._base import printable
 from dantex.log.format import (
     client_text,
     dante_addr,
@@ -41,6 +43,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
+from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
     from dantex.config.model import Rule
@@ -61,6 +64,7 @@ class State(enum.Enum):
 
     ACCEPTING = "accepting"  # client-rules pending (DNS)
     NEGOTIATING = "negotiating"
+    AUTHENTICATING = "authenticating"  # a credentials check is pending
     REQUESTED = "requested"  # request read; rules, DNS, connect in progress
     RELAYING = "relaying"
     CLOSED = "closed"
@@ -103,6 +107,13 @@ class SocksSession(Protocol):
         self.socks_match: Match | None = None
         self.method = "none"
         self.user: str | None = None
+        self.clientmethod = "none"
+        self.groups: frozenset[str] = frozenset()
+        #: LDAP groups for ``ldap.group:`` (None: not looked up yet)
+        self.ldap_groups: frozenset[str] | None = None
+        #: why an address-based check (ident, PAM rhost) failed, if it did
+        self.auth_error: str | None = None
+        self.auth = SessionAuth(self)
         self.command = "connect"
         self.target: Address | None = None
         self.external: Address | None = None
@@ -133,6 +144,9 @@ class SocksSession(Protocol):
             self._deadline = self.runtime.clock.callLater(
                 timeout, self._negotiate_timeout
             )
+        if self.policy.client_checks:
+            self.auth.client_level()
+            return
         facts = ClientFacts(self.client, self.server)
         self.decide(
             lambda answers: self.policy.rules.match_client(facts, answers),
@@ -303,40 +317,13 @@ class SocksSession(Protocol):
             if event is NEED_DATA:
                 return
             if isinstance(event, socks5.MethodsOffered):
-                self._methods_offered(event)
+                self.auth.methods_offered(event)
             elif isinstance(event, UserPassRequest):
-                self.refuse(
-                    Reply.GENERAL_FAILURE, "username/password is not supported yet"
-                )
+                self.auth.userpass(event)
             elif isinstance(event, socks5.Request):
                 self._requested(_COMMAND_NAMES[event.command], event.address)
             elif isinstance(event, socks4.Socks4Request):
-                name = (
-                    "connect"
-                    if event.command is socks4.Socks4Command.CONNECT
-                    else "bind"
-                )
-                self._requested(name, event.address)
-
-    def _methods_offered(self, event: socks5.MethodsOffered) -> None:
-        """RFC 1928 §3: walk our own method list in order, take the first offered."""
-        rule = self.client_rule
-        ours = (
-            rule.socksmethods
-            if rule is not None and rule.socksmethods
-            else self.policy.config.socksmethods
-        )
-        codec = self.codec
-        assert isinstance(codec, socks5.Socks5ServerCodec)
-        for name in ours:
-            if name == "none" and socks5.AuthMethod.NO_AUTH in event.methods:
-                self.method = "none"
-                self._write(codec.select_method(socks5.AuthMethod.NO_AUTH))
-                return
-        self._write(codec.select_method(socks5.AuthMethod.NO_ACCEPTABLE))
-        self.finish(
-            "client offered no acceptable authentication method", reason_side="client"
-        )
+                self.auth.socks4(event)
 
     def _requested(self, command: str, target: Address) -> None:
         self.policy.log.debug(
@@ -347,17 +334,17 @@ class SocksSession(Protocol):
         self.command = command
         self.target = target
         self._cancel_deadline()
-        if command == "bind":
+        if command in ("bind", "udpassociate"):
             from dantex.server.bind import start_bind
-
-            self._pause()
-            start_bind(self)  # binds first: its rules see the bound address
-            return
-        if command == "udpassociate":
             from dantex.server.udp import start_udp
 
             self._pause()
-            start_udp(self)
+            if self.auth_error is not None:  # ident/PAM-by-address failed
+                self.refuse(Reply.NOT_ALLOWED, self.auth_error)
+                return
+            # BIND binds first: its rules see the bound address
+            start = start_bind if command == "bind" else start_udp
+            self.auth.with_ldap_groups(lambda: start(self))
             return
         if self.version == socks4.VERSION and target.type is AddressType.DOMAIN:
             pass  # SOCKS 4A: resolved like a SOCKS 5 host name (Dante has no 4A)
@@ -372,11 +359,13 @@ class SocksSession(Protocol):
             target,
             command,
             "socks_v5" if self.version == socks5.VERSION else "socks_v4",
-            socksmethod=self.method,
+            **self.auth.identity(),
         )
-        self.decide(
-            lambda answers: self.policy.rules.match_socks(facts, answers),
-            self._socks_decided,
+        self.auth.with_ldap_groups(
+            lambda: self.decide(
+                lambda answers: self.policy.rules.match_socks(facts, answers),
+                self._socks_decided,
+            )
         )
 
     def _socks_decided(self, match: Match) -> None:
@@ -385,6 +374,9 @@ class SocksSession(Protocol):
         self.socks_match = match
         if not match.passed:
             self.blocked(match)
+            return
+        if self.auth_error is not None:
+            self.blocked(match, reason=self.auth_error)
             return
         from dantex.server.connect import start_connect
 
@@ -414,13 +406,15 @@ class SocksSession(Protocol):
         )
         return codec.reply(v4code, bound, final=final)
 
-    def blocked(self, match: Match) -> None:
-        """A socks-rule (or the default rule #0) blocked the request."""
+    def blocked(self, match: Match, *, reason: str = "") -> None:
+        """A socks-rule (or the default rule #0) blocked the request; ``reason``
+        says why a passing rule blocked (its authentication check failed)."""
         dlog = self.policy.log
         target = self.target
         assert target is not None
         if self._logs(match, "connect", "disconnect", "error"):
             why = "" if match.rule else ": no rules matched; using default block rule"
+            why = f": {reason}" if reason else why
             dlog.info(
                 session_line(
                     "block",
@@ -475,8 +469,20 @@ class SocksSession(Protocol):
                 pass
         self.finish(str(e), reason_side="client")
 
-    def finish(self, why: str, *, reason_side: str, close: bool = True) -> None:
-        """End a session that never reached the relay, logging why."""
+    def finish(
+        self,
+        why: str,
+        *,
+        reason_side: str,
+        close: bool = True,
+        verdict: str | None = None,
+        always: bool = False,
+    ) -> None:
+        """End a session that never reached the relay, logging why.
+
+        ``verdict`` overrides pass/block in the line; ``always`` logs even
+        when the rule's ``log:`` does not ask for errors (failed passwords).
+        """
         if self.state is State.CLOSED:
             return
         dlog = self.policy.log
@@ -485,8 +491,10 @@ class SocksSession(Protocol):
             self.socks_match if self.socks_match is not None else self.client_match
         )
         command = self.command if self.socks_match is not None else "accept"
-        if level_match is not None and self._logs(level_match, "error", "disconnect"):
-            verdict = "pass" if level_match.passed else "block"
+        if level_match is not None and (
+            always or self._logs(level_match, "error", "disconnect")
+        ):
+            verdict = verdict or ("pass" if level_match.passed else "block")
             target = (
                 f" -> {dante_addr(self.external)} {dante_addr(self.target)}"
                 if self.socks_match is not None
@@ -502,7 +510,7 @@ class SocksSession(Protocol):
                     f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
                 )
             )
-        elif rule is None:
+        elif rule is None or always:
             dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
         self._close_now(logged=True, close=close)
 
@@ -537,7 +545,8 @@ class SocksSession(Protocol):
         return "udp" if self.command == "udpassociate" else "tcp"
 
     def _client_text(self) -> str:
-        return client_text(self.client, self.method, self.user)
+        user = printable(self.user) if self.user is not None else None
+        return client_text(self.client, self.method, user)
 
     # -- relay bookkeeping ---------------------------------------------------
 

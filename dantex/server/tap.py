@@ -6,6 +6,8 @@ import sys
 from typing import cast
 
 from twisted.application import service
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.python import usage
 
 from dantex._interfaces import IServerReactor
@@ -15,8 +17,10 @@ from dantex.config.model import Config
 __all__ = ["Options", "makeService"]
 
 
-class Options(usage.Options):
+class Options(usage.Options, strcred.AuthOptionMixin):
     """Options of ``twistd dante``."""
+
+    supportedInterfaces = (IUsernamePassword,)
 
     synopsis = "[-c sockd.conf] [--check] [--workers N|auto] [--relay MODE]"
     longdesc = (
@@ -59,6 +63,17 @@ class Options(usage.Options):
             "or copy (Twisted transports).",
         ],
     ]
+
+    def opt_auth(self, description: str) -> None:
+        super().opt_auth(description)  # type: ignore[no-untyped-call]
+        self.setdefault("auth_specs", []).append(description)
+
+    opt_auth.__doc__ = (
+        "A twisted.cred checker for the 'username' method, e.g. "
+        "file:/etc/dantex/users or unix (see --help-auth). It takes the place "
+        "of username.passwordfile and system accounts; repeat it to try "
+        "several in order. pam.*, ldapauth and rfc931 keep their backends."
+    )
 
     def opt_f(self, path: str) -> None:
         """Same as --config (Dante's sockd -f)."""
@@ -123,6 +138,7 @@ def makeService(options: Options) -> service.IService:
             cast(IServerReactor, reactor),
             count=options["workers"],
             relay_mode=options["relay"],
+            auth_specs=options.get("auth_specs", ()),
         )
     else:
         server = DanteService(
@@ -130,6 +146,7 @@ def makeService(options: Options) -> service.IService:
             options.parsed,
             cast(IServerReactor, reactor),
             relay_mode=options["relay"],
+            checkers=options.get("credCheckers", ()),
         )
     server.setServiceParent(root)  # type: ignore[no-untyped-call]
     return root

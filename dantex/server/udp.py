@@ -95,8 +95,7 @@ def _facts(session: SocksSession, client: Address) -> SocksFacts:
         None,
         "udpassociate",
         _proxyprotocol(session),
-        socksmethod=session.method,
-        user=session.user,
+        **session.auth.identity(),
     )
 
 

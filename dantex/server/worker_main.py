@@ -8,6 +8,7 @@ reactor, reloads on SIGHUP and exits on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main"]
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigErrors as e:
         print(e.render(), file=sys.stderr)
         return 1
+    from twisted.cred.strcred import makeChecker
+
+    from dantex.server.workers import AUTH_ENV
+
+    specs = [s for s in os.environ.pop(AUTH_ENV, "").split("\n") if s]
     server = DanteService(
         args.config,
         config,
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         relay_mode=args.relay,
         inherited=[inherited_from_spec(s) for s in args.socket],
         announce=False,
+        checkers=[makeChecker(s) for s in specs],
     )
     server.worker_index = args.index
     reactor.callWhenRunning(server.startService)

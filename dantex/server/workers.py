@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -33,7 +34,10 @@ from dantex.protocol.address import Address
 from dantex.server.lean import listening_socket
 from dantex.server.service import InheritedSocket
 
-__all__ = ["SupervisorService", "default_worker_count"]
+__all__ = ["AUTH_ENV", "SupervisorService", "default_worker_count"]
+
+#: Environment variable carrying ``--auth`` descriptions to workers.
+AUTH_ENV = "DANTEX_AUTH_CHECKERS"
 
 #: Seconds before restarting a worker that died; doubles while it keeps dying.
 _RESTART_DELAY = 0.5
@@ -75,9 +79,13 @@ class SupervisorService(service.Service):
         *,
         count: int,
         relay_mode: str = "auto",
+        auth_specs: Sequence[str] = (),
     ) -> None:
         self.config_path = config_path
         self.config = config
+        #: ``--auth`` descriptions, handed to workers in the environment
+        #: (not argv: a ``memory:`` checker holds passwords)
+        self.auth_specs = tuple(auth_specs)
         self.reactor = reactor
         self.count = count
         self.relay_mode = relay_mode
@@ -149,8 +157,11 @@ class SupervisorService(service.Service):
         worker = _Worker(self, index)
         worker.started = self.reactor.seconds()
         self.workers[index] = worker
+        env = os.environ.copy()
+        if self.auth_specs:
+            env[AUTH_ENV] = "\n".join(self.auth_specs)
         self.reactor.spawnProcess(
-            worker, sys.executable, args, env=os.environ.copy(), childFDs=child_fds
+            worker, sys.executable, args, env=env, childFDs=child_fds
         )
 
     # -- life of workers ---------------------------------------------------------

@@ -17,9 +17,28 @@ def test_every_gated_feature_has_an_owner() -> None:
 
 
 def test_only_known_in_scope_features_are_switched_on() -> None:
-    """Every switched-on key is a registered feature that dantex can provide."""
-    assert set(support.FEATURES) >= support.SUPPORTED
-    assert all(support.FEATURES[k].owner != "never" for k in support.SUPPORTED)
+    """Every switched-on key is a registered feature (or a keyword of a
+    registered family, such as the honoured ldap.* keywords) that dantex can
+    provide."""
+    for key in support.SUPPORTED:
+        feature = support.feature_of(key)
+        assert feature is not None, key
+        assert feature.owner != "never", key
+
+
+def test_authentication_is_switched_on_selectively() -> None:
+    """Every method but gssapi/bsdauth, user/group, PAM and the honoured LDAP
+    keywords are on; AD/Kerberos LDAP keywords and socks-rule PAM names stay
+    refused."""
+    for key in ("method:username", "method:rfc931", "method:pam.any",
+                "method:pam.address", "method:pam.username", "method:ldapauth",
+                "user", "group", "pam.servicename", "ldap.auth.url",
+                "ldap.group"):  # fmt: skip
+        assert support.is_supported(key), key
+    assert not support.is_supported("ldap.auth.keytab")
+    assert not support.is_supported("ldap.group.hex")
+    assert not support.is_supported("pam.servicename:socks")
+    assert not support.is_supported("method:gssapi")
 
 
 def test_family_keys_cover_their_keywords() -> None:
