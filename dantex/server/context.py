@@ -113,6 +113,8 @@ class Runtime:
         #: started and stopped by the service
         self.auth_pool = ThreadPool(minthreads=0, maxthreads=8, name="dantex-auth")
         self.blocking = in_pool(reactor, self.auth_pool)
+        #: routes marked bad (server chaining), kept across reloads
+        self.route_marks = RouteMarks(self.clock)
 
     def authenticator(
         self,
@@ -129,8 +131,6 @@ class Runtime:
             checkers=checkers,
             warn=warn,
         )
-        #: routes marked bad (server chaining), kept across reloads
-        self.route_marks = RouteMarks(self.clock)
 
     def start_relay(
         self,

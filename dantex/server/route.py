@@ -238,6 +238,13 @@ class RouteTable:
         self._routes = [_Compiled(r) for r in config.routes]
         #: commands some route names (others are served here, unrouted)
         self.commands = frozenset().union(*(c.commands for c in self._routes))
+        #: whether a parent takes the client's own credentials (they are then
+        #: kept in memory for the session's life, never logged)
+        self.forwards = any(
+            h.username is None and "username" in (h.methods or ())
+            for r in config.routes
+            for h in r.hops
+        )
 
     def plans(
         self,

@@ -49,6 +49,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match
+from dantex.server.route import remember_credentials
 
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
@@ -251,6 +252,10 @@ class SessionAuth:
 
         def ok(user: SocksUser) -> None:
             self.adopt(method, user)
+            routes = s.policy.routes
+            if routes is not None and routes.forwards:
+                # for parents that take the client's own (method: username)
+                remember_credentials(s, event.username, event.password)
             s._write(codec.auth_result(True))
             self.resume()
 

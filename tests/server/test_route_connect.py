@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import errno
 import socket
+from pathlib import Path
 
 import pytest
 
-from dantex.config.support import SUPPORTED
 from dantex.server.lean import Conn
-from dantex.server.route import remember_credentials
 from dantex.testing import MemorySession, memory_session
 
 # RFC 1928 §3: VER=5 NMETHODS=1 METHODS=[00]
@@ -341,26 +340,42 @@ def test_client_leaving_cancels_the_attempt() -> None:
     assert m.relays == []
 
 
-def test_client_credentials_are_passed_on_and_a_refusal_is_not_marked() -> None:
+def test_client_credentials_are_passed_on_and_a_refusal_is_not_marked(
+    tmp_path: Path,
+) -> None:
     """method: username forwards the client's own RFC 1929 credentials; the
     parent refusing them is the client's problem, not the route's."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("alice:{PLAIN}alice pw!\n")
     m = memory_session(
-        HEAD + "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
-        " proxyprotocol: socks_v5\n method: username\n}\n",
-        supported=SUPPORTED | {"method:username"},
+        f"internal: 127.0.0.1 port = 1080\nusername.passwordfile: {passwd}\n"
+        "socksmethod: username\n"
+        "client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n"
+        "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
+        " proxyprotocol: socks_v5\n method: username\n}\n"
     )
-    remember_credentials(m.session, b"alice", b"pa\xffss")
-    m.send(GREETING)
+    assert m.send(b"\x05\x01\x02") == b"\x05\x02"
+    # RFC 1929: VER=1 ULEN=5 "alice" PLEN=8 "alice pw!"
+    assert m.send(b"\x01\x05alice\x09alice pw!") == b"\x01\x00"
     m.send(CONNECT)
     parent = Parent(m, 0)
     parent.expect(b"\x05\x02\x00\x02")
     parent.send(b"\x05\x02")
-    # RFC 1929: VER=1 ULEN=5 "alice" PLEN=5 "pa\xffss"
-    parent.expect(b"\x01\x05alice\x05pa\xffss")
+    parent.expect(b"\x01\x05alice\x09alice pw!")
     m.transport.clear()
     parent.send(b"\x01\x01")
     assert m.transport.value()[:2] == b"\x05\x02"
-    assert not any("blacklisting" in line for line in m.log.messages())
+    text = "\n".join(m.log.messages())
+    assert "blacklisting" not in text and "alice pw" not in text
+
+
+def test_client_without_credentials_finds_no_forwarding_route() -> None:
+    """method: username alone and a client that gave none: no usable route."""
+    m = session(
+        "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
+        " proxyprotocol: socks_v5\n method: username\n}\n"
+    )
+    assert m.send(CONNECT)[:2] == b"\x05\x03"
 
 
 @pytest.mark.parametrize("reply", [b"\x05\xff", b"\x04\x00"])
