@@ -295,7 +295,11 @@ class TwistedRelay(Relay):
         peer = side.peer
         if peer is not None and peer.transport is not None:
             if peer is self.target and not self._target_half_close:
-                peer.transport.loseConnection()  # TLS: no half-close
+                # TLS: our close_notify is the half-close; Twisted sends it
+                # only once no producer is registered, and keeps reading
+                # until the peer's close_notify.
+                peer.transport.unregisterProducer()  # type: ignore[attr-defined]
+                peer.transport.loseConnection()
             else:
                 peer.transport.loseWriteConnection()  # type: ignore[attr-defined]
         if self._eof == {"client", "target"}:
