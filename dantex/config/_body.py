@@ -180,17 +180,30 @@ def _hop(via: AddressSpec, values: dict[str, Any]) -> Hop:
 
 
 def _check_commands(head: Token, fields: dict[str, Any], last: Hop) -> None:
-    """What a route through parents may carry: CONNECT (Dante's only command)."""
+    """What a route through parents may carry: CONNECT (Dante's only one),
+    and with dantex BIND (SOCKS parents) and UDP ASSOCIATE (SOCKS 5)."""
     commands = fields.get("commands") or frozenset()
-    other = sorted(commands - {"connect"})
-    if other:
+    replies = sorted(commands & {"bindreply", "udpreply"})
+    if replies:
         raise ConfigError(
             head.span,
-            f"server chaining supports CONNECT only, not {' '.join(other)}",
-            hint="write 'command: connect'",
+            f"{' and '.join(replies)} cannot be routed on their own",
+            hint="a route for bind or udpassociate carries its replies",
         )
-    if "udp" in (fields.get("protocols") or ()):
-        raise ConfigError(head.span, "server chaining supports TCP only")
+    offered = last.proxyprotocols or frozenset({"socks_v4", "socks_v5"})
+    if "bind" in commands and not offered <= {"socks_v4", "socks_v5"}:
+        raise ConfigError(
+            head.span,
+            "BIND goes through SOCKS parents only",
+            hint="write 'proxyprotocol: socks_v5' for the last parent",
+        )
+    udp = "udpassociate" in commands or "udp" in (fields.get("protocols") or ())
+    if udp and offered != {"socks_v5"}:
+        raise ConfigError(
+            head.span,
+            "UDP ASSOCIATE goes through SOCKS 5 parents only",
+            hint="write 'proxyprotocol: socks_v5' for the last parent",
+        )
 
 
 def monitor(p: Parser, head: Token) -> None:

@@ -84,6 +84,9 @@ class BindWait(Relay):
     """
 
     kind = "bind-wait"
+    #: bytes for the client right after the second reply (a parent's, when
+    #: the BIND went through a route)
+    peer_first = b""
 
     def __init__(
         self,
@@ -232,7 +235,7 @@ class BindWait(Relay):
                 )
             )
         self._stop_timer()
-        reply = session.reply(Reply.SUCCEEDED, self.peer)
+        reply = session.reply(Reply.SUCCEEDED, self.peer) + self.peer_first
         codec = session.codec
         assert codec is not None
         leftover = codec.leftover() + self.buffered

@@ -21,6 +21,7 @@ SOCKS 4 parent needs resolved here.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ from dantex.client._handshake import (
     Socks4Handshake,
     Socks5Handshake,
 )
-from dantex.client._negotiate import Tunnel
+from dantex.client._negotiate import Tunnel, negotiate
 from dantex.client.endpoints import (
     HTTPConnectEndpoint,
     Socks4ClientEndpoint,
@@ -63,7 +64,7 @@ from dantex.client.errors import (
     ProxyTimeoutError,
 )
 from dantex.protocol.address import Address, AddressType
-from dantex.protocol.socks5 import Reply
+from dantex.protocol.socks5 import Command, Reply
 from dantex.server.connect import choose_source
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
@@ -110,20 +111,38 @@ def _local_address(sock: socket.socket) -> Address:
 class Attempt:
     """One try of one plan; ``result`` fires with :class:`Reached` or fails.
 
+    The last parent is asked for ``command`` on ``target``: CONNECT (the
+    target), BIND (the expected peer; :attr:`on_first_reply` gets the bound
+    address, ``result`` the peer's) or UDP ASSOCIATE (where our datagrams
+    come from; ``result``'s ``bound`` is the parent's relay, ``target`` the
+    control connection).
+
     :ivar answered: whether the first parent has said anything (a parent that
         accepts connections but stays silent counts as broken).
     :ivar connected: whether the TCP connection to the first parent stands.
     """
 
     def __init__(
-        self, session: SocksSession, plan: Plan, target: Address, timeout: float
+        self,
+        session: SocksSession,
+        plan: Plan,
+        target: Address,
+        timeout: float,
+        *,
+        command: Command = Command.CONNECT,
+        on_first_reply: Callable[[Address], None] | None = None,
     ) -> None:
         self.session = session
         self.plan = plan
         self.target = target
         self.timeout = timeout
+        self.command = command
+        #: BIND: called with the last parent's first reply (its bound
+        #: address); ``timeout`` no longer runs after it.
+        self.on_first_reply = on_first_reply
         self.connected = False
         self.answered = False
+        self.first_replied = False
         self.result: Deferred[Reached] = Deferred(self._cancel)
         self._step: Deferred[Any] | None = None
         self._conn: Conn | None = None
@@ -267,18 +286,24 @@ class Attempt:
         self._send(self._handshakes[0].start())
 
     def _build_handshakes(self) -> list[Handshake]:
-        out: list[Handshake] = []
-        for hop, asked in self._asks():
-            desc = str(hop)
-            if hop.protocol == "socks_v5":
-                out.append(Socks5Handshake(desc, asked, credentials=hop.credentials))
-            elif hop.protocol == "socks_v4":
-                out.append(Socks4Handshake(desc, asked))
-            else:
-                out.append(
-                    HttpConnectHandshake(desc, asked, credentials=hop.credentials)
-                )
-        return out
+        asks = self._asks()
+        last = len(asks) - 1
+        return [
+            self._handshake(hop, asked, self.command if i == last else Command.CONNECT)
+            for i, (hop, asked) in enumerate(asks)
+        ]
+
+    @staticmethod
+    def _handshake(hop: PlannedHop, asked: Address, command: Command) -> Handshake:
+        """The client handshake one parent runs (sans-IO)."""
+        desc = str(hop)
+        if hop.protocol == "socks_v5":
+            return Socks5Handshake(
+                desc, asked, command=command, credentials=hop.credentials
+            )
+        if hop.protocol == "socks_v4":
+            return Socks4Handshake(desc, asked, bind=command == Command.BIND)
+        return HttpConnectHandshake(desc, asked, credentials=hop.credentials)
 
     def _send(self, data: bytes) -> None:
         conn = self._conn
@@ -334,6 +359,11 @@ class Attempt:
                 self._send(out)
                 if self._done:
                     return
+            for step in steps:
+                if not step.final:
+                    self._first_reply(step.bound)
+                    if self._done:
+                        return
             if not steps or not steps[-1].final:
                 return
             self._bound = steps[-1].bound
@@ -345,6 +375,14 @@ class Attempt:
             self._send(self._handshakes[self._index].start())
             if self._done or not data:
                 return
+
+    def _first_reply(self, bound: Address | None) -> None:
+        """BIND's first reply from the last parent: the wait for the peer
+        has no time limit of ours (timeout.io is the session's)."""
+        self._stop_timer()
+        self.first_replied = True
+        if self.on_first_reply is not None and bound is not None:
+            self.on_first_reply(bound)
 
     def _lost(self, reason: Failure) -> None:
         if not self._done:
@@ -371,7 +409,8 @@ class Attempt:
     def _connect_tls(self, ip: str) -> None:
         endpoint: IStreamClientEndpoint = _FirstParent(self, ip)
         reactor = self.session.runtime.reactor
-        for hop, asked in self._asks():
+        asks = self._asks()
+        for i, (hop, asked) in enumerate(asks):
             if hop.hop.tls:
                 try:
                     options = _tls_options(hop)
@@ -379,6 +418,8 @@ class Attempt:
                     self._fail(ProxyConnectError(e, proxy=str(hop)))
                     return
                 endpoint = wrapClientTLS(options, endpoint)
+            if i == len(asks) - 1:
+                break
             common: dict[str, Any] = {"reactor": reactor, "name": str(hop)}
             try:
                 if hop.protocol == "socks_v5":
@@ -396,9 +437,19 @@ class Attempt:
             except ValueError as e:
                 self._fail(e)
                 return
+        last, asked = asks[-1]
+        try:
+            handshake = self._handshake(last, asked, self.command)
+        except ValueError as e:
+            self._fail(e)
+            return
         sink = TransportTarget()
-        connect_tunnel = endpoint.connect_tunnel  # type: ignore[attr-defined]
-        d: Deferred[Tunnel] = connect_tunnel(_Given(sink))
+        d = negotiate(
+            endpoint,
+            handshake,
+            _Given(sink),
+            on_first_reply=lambda step: self._first_reply(step.bound),
+        )
         self._step = d
         d.addCallbacks(self._tls_reached, self._tls_failed, callbackArgs=(sink,))
 

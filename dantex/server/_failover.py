@@ -8,7 +8,6 @@ through the plans of :meth:`~dantex.server.route.RouteTable.plans`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from attrs import frozen
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_ROUTE",
+    "Failover",
     "Outcome",
     "RoutedConnect",
     "judge",
@@ -129,40 +129,41 @@ def start_routed_connect(session: SocksSession, match: Match) -> None:
     RoutedConnect(session, match).start()
 
 
-class RoutedConnect:
-    """One CONNECT request trying its routes in turn.
+class Failover:
+    """One request trying its routes in turn (what every command shares).
 
-    :param direct: how a ``via: direct`` route connects (the plain CONNECT).
+    Subclasses say what an attempt is (:meth:`attempt`), what success does
+    (:meth:`reached`) and what a ``via: direct`` route does (:meth:`direct`).
+    Once :attr:`committed` (BIND's first reply went to the client), a failure
+    is no longer failed over but handed to :meth:`failed_late`.
     """
 
-    def __init__(
-        self,
-        session: SocksSession,
-        match: Match,
-        direct: Callable[[SocksSession, Match], None] | None = None,
-    ) -> None:
+    command = "connect"
+
+    def __init__(self, session: SocksSession, match: Match) -> None:
         self.session = session
         self.match = match
-        if direct is None:
-            from dantex.server.connect import connect_direct
-
-            direct = connect_direct
-        self._direct = direct
+        self.committed = False
         self._plans: list[Plan] = []
         self._outcomes: list[tuple[Plan, Outcome]] = []
         self._index = 0
+
+    @property
+    def plan_target(self) -> Address | None:
+        """What routes' ``to:`` is matched against (None: not known yet)."""
+        return self.session.target
 
     def start(self, tries: int = 0) -> None:
         """Find the usable routes (asking DNS first if a route needs it)."""
         session = self.session
         table = session.policy.routes
-        assert table is not None and session.target is not None
+        assert table is not None
         runtime = session.runtime
         try:
             self._plans = table.plans(
                 session.client,
-                session.target,
-                "connect",
+                self.plan_target,
+                self.command,
                 runtime.resolver,
                 runtime.route_marks,
                 credentials=client_credentials(session),
@@ -178,17 +179,19 @@ class RoutedConnect:
         self._next()
 
     def _after_lookup(self, tries: int) -> None:
-        from dantex.server.session import State
-
         self.session._pending = None
-        if self.session.state is State.REQUESTED:
+        if self.alive():
             self.start(tries)
 
-    def _next(self) -> None:
+    def alive(self) -> bool:
+        """Whether the session still waits for us."""
         from dantex.server.session import State
 
+        return self.session.state is State.REQUESTED or self.committed
+
+    def _next(self) -> None:
         session = self.session
-        if session.state is not State.REQUESTED:
+        if not self.alive():
             return
         if self._index >= len(self._plans):
             self._give_up()
@@ -196,15 +199,13 @@ class RoutedConnect:
         plan = self._plans[self._index]
         self._index += 1
         if plan.direct:
-            self._direct(session, self.match)
+            self.direct()
             return
-        from dantex.server.connect import rule_timeout
-
-        target = session.target
-        assert target is not None
-        attempt = Attempt(session, plan, target, rule_timeout(session, "connect"))
+        attempt = self.attempt(plan)
         d = attempt.start()
         session._pending = d  # type: ignore[assignment]
+        # BIND outlives _pending (the rules may ask DNS after the first reply)
+        session.cleanups.append(d.cancel)
         d.addCallbacks(
             self._reached,
             self._failed,
@@ -212,13 +213,21 @@ class RoutedConnect:
             errbackArgs=(plan, attempt),
         )
 
+    def _reached(self, reached: Reached, plan: Plan) -> None:
+        session = self.session
+        session._pending = None
+        if not self.alive():
+            reached.target.close()
+            return
+        session.runtime.route_marks.succeeded(plan.key)
+        self.reached(reached, plan)
+
     def _failed(self, failure: Failure, plan: Plan, attempt: Attempt) -> None:
         session = self.session
         session._pending = None
         if failure.check(CancelledError):
             return
         outcome = judge(failure.value or Exception("failed"), plan, attempt)
-        self._outcomes.append((plan, outcome))
         table = session.policy.routes
         assert table is not None
         if outcome.mark and session.runtime.route_marks.failed(
@@ -230,6 +239,10 @@ class RoutedConnect:
                 f"blacklisting route #{plan.route.number} {until}.  "
                 f"Reason: {outcome.reason}"
             )
+        if self.committed:
+            self.failed_late(outcome)
+            return
+        self._outcomes.append((plan, outcome))
         session.policy.log.debug(
             f"{session._client_text()}: {plan} failed: {outcome.reason}"
         )
@@ -245,33 +258,68 @@ class RoutedConnect:
         )
         self.session.refuse(chosen.reply, f"serverchain failed: {reasons}")
 
-    def _reached(self, reached: Reached, plan: Plan) -> None:
+    def log_route(self, plan: Plan, local: Address, target: Address | None) -> None:
+        """The ``-`` line naming the route a session took (``log: connect``)."""
+        session = self.session
+        match = session.socks_match
+        if match is None or not session._logs(match, "connect"):
+            return
+        proto = "udp" if self.command == "udpassociate" else "tcp"
+        session.policy.log.info(
+            session_line(
+                "pass",
+                match.number,
+                proto,
+                self.command,
+                "-",
+                f"{session._client_text()} {dante_addr(session.server)} -> "
+                f"{dante_addr(local)} {dante_addr(target)}: serverchain: {plan}",
+            )
+        )
+
+    # -- what subclasses say -----------------------------------------------
+
+    def attempt(self, plan: Plan) -> Attempt:
+        """An attempt along ``plan`` (not started)."""
+        raise NotImplementedError
+
+    def reached(self, reached: Reached, plan: Plan) -> None:
+        """The path stands."""
+        raise NotImplementedError
+
+    def direct(self) -> None:
+        """A ``via: direct`` route: serve the request here."""
+        raise NotImplementedError
+
+    def failed_late(self, outcome: Outcome) -> None:
+        """A failure after :attr:`committed`."""
+        raise NotImplementedError
+
+
+class RoutedConnect(Failover):
+    """CONNECT: the client is told of success once the whole path stands."""
+
+    def attempt(self, plan: Plan) -> Attempt:
         from dantex.server.connect import rule_timeout
-        from dantex.server.session import State
+
+        target = self.session.target
+        assert target is not None
+        return Attempt(
+            self.session, plan, target, rule_timeout(self.session, "connect")
+        )
+
+    def direct(self) -> None:
+        from dantex.server.connect import connect_direct
+
+        connect_direct(self.session, self.match)
+
+    def reached(self, reached: Reached, plan: Plan) -> None:
+        from dantex.server.connect import rule_timeout
 
         session = self.session
-        session._pending = None
-        if session.state is not State.REQUESTED:
-            reached.target.close()
-            return
-        session.runtime.route_marks.succeeded(plan.key)
         session.external = reached.local
-        bound = _reply_address(session, reached)
-        reply = session.reply(Reply.SUCCEEDED, bound)
-        match = session.socks_match
-        if match is not None and session._logs(match, "connect"):
-            session.policy.log.info(
-                session_line(
-                    "pass",
-                    match.number,
-                    "tcp",
-                    "connect",
-                    "-",
-                    f"{session._client_text()} {dante_addr(session.server)} -> "
-                    f"{dante_addr(reached.local)} {dante_addr(session.target)}: "
-                    f"serverchain: {plan}",
-                )
-            )
+        reply = session.reply(Reply.SUCCEEDED, _reply_address(session, reached))
+        self.log_route(plan, reached.local, session.target)
         codec = session.codec
         assert codec is not None
         relay = session.runtime.start_relay(

@@ -47,7 +47,13 @@ from dantex.server.errors import ConnectFailed
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
 
-__all__ = ["BIND_EXTENSION_ADDRESS", "BindWait", "advertised", "start_bind"]
+__all__ = [
+    "BIND_EXTENSION_ADDRESS",
+    "BindWait",
+    "advertised",
+    "start_bind",
+    "start_local_bind",
+]
 
 #: The request address that asks for Dante's BIND extension (since 1.2).
 BIND_EXTENSION_ADDRESS = "255.255.255.255"
@@ -61,12 +67,23 @@ _ROUTE_PROBE: dict[int, str] = {
 
 
 def start_bind(session: SocksSession) -> None:
-    """Carry out a BIND request for ``session`` (rules are checked here)."""
+    """Carry out a BIND request for ``session`` (rules are checked here);
+    through a parent when a route names ``bind`` (:mod:`._routebind`)."""
     target = session.target
     assert target is not None
     if target.type is AddressType.IPV4 and target.host == BIND_EXTENSION_ADDRESS:
         _refuse_extension(session)
         return
+    from dantex.server._routebind import routed_bind
+
+    if not routed_bind(session):
+        start_local_bind(session)
+
+
+def start_local_bind(session: SocksSession) -> None:
+    """BIND here: listen on the external side."""
+    target = session.target
+    assert target is not None
     if target.is_ip:
         unspecified = target.host in ("0.0.0.0", "::")
         _listen(session, [] if unspecified else [target.host], family_of(target.host))

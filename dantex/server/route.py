@@ -249,7 +249,7 @@ class RouteTable:
     def plans(
         self,
         client: Address,
-        target: Address,
+        target: Address | None,
         command: str,
         answers: Answers,
         marks: RouteMarks,
@@ -258,6 +258,8 @@ class RouteTable:
     ) -> list[Plan]:
         """The usable routes for a request, in the order to try them.
 
+        :param target: None for UDP ASSOCIATE, whose destinations are not
+            known yet (``to:`` is then checked per datagram).
         :param credentials: the client's own, for ``method: username`` parents.
         :raises NeedLookup: a route's ``from:``/``to:`` needs DNS first.
         """
@@ -269,7 +271,9 @@ class RouteTable:
                 continue
             if route.protocols is not None and proto not in route.protocols:
                 continue
-            if c.src(client, answers) is None or c.dst(target, answers) is None:
+            if c.src(client, answers) is None:
+                continue
+            if target is not None and c.dst(target, answers) is None:
                 continue
             if not marks.usable(c.key):
                 continue
@@ -285,7 +289,7 @@ class RouteTable:
     def _plan(
         self,
         c: _Compiled,
-        target: Address,
+        target: Address | None,
         command: str,
         credentials: UserPass | None,
     ) -> Plan | None:
@@ -300,7 +304,7 @@ class RouteTable:
             nxt = route.hops[i + 1] if i + 1 < len(route.hops) else None
             last = nxt is None
             next_ipv6 = (
-                target.type is AddressType.IPV6
+                target is not None and target.type is AddressType.IPV6
                 if last
                 else nxt is not None
                 and nxt.via.network is not None
@@ -315,13 +319,24 @@ class RouteTable:
             hops.append(planned)
         first = hops[0]
         if (
-            target.is_ip
+            target is not None
+            and target.is_ip
             and target.host == first.host
             and target.port == first.port
             and command == "connect"
         ):
             return None  # danted's routing-loop guard: the gateway is the target
         return Plan(route, tuple(hops), c.key)
+
+    def covers(self, plan: Plan, target: Address, answers: Answers) -> bool:
+        """Whether ``plan``'s route has ``target`` in its ``to:``.
+
+        :raises NeedLookup: ``to:`` needs DNS for ``target`` first.
+        """
+        for c in self._routes:
+            if c.route is plan.route:
+                return c.dst(target, answers) is not None
+        return False
 
     def _hop(
         self,

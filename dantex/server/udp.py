@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dantex.protocol import socks4
@@ -52,7 +53,7 @@ from dantex.server.errors import ConnectFailed
 if TYPE_CHECKING:
     from dantex.server.session import SocksSession
 
-__all__ = ["UdpAssociation", "start_udp"]
+__all__ = ["UdpAssociation", "associate", "start_udp"]
 
 _WILDCARD = ("0.0.0.0", "::")
 
@@ -193,6 +194,22 @@ def _open(session: SocksSession, match: Match, declared: Address) -> None:
         )
         session.refuse(Reply.GENERAL_FAILURE, why)
         return
+    from dantex.server._routeudp import routed_udp
+
+    if not routed_udp(session, match, sock, expect_ip, expect_port):
+        associate(session, match, sock, expect_ip, expect_port)
+
+
+def associate(
+    session: SocksSession,
+    match: Match,
+    sock: socket.socket,
+    expect_ip: str,
+    expect_port: int,
+    make: Callable[..., UdpAssociation] = UdpAssociation,
+) -> None:
+    """Reply with the client-facing socket's address and start relaying
+    (``make`` builds the association: through a parent, see ._routeudp)."""
     host, port = sock.getsockname()[:2]
     internal = Address.from_host(str(host), int(port))
     config = session.policy.config
@@ -202,7 +219,5 @@ def _open(session: SocksSession, match: Match, declared: Address) -> None:
     session._write(reply)
     shown = session.target  # logs show the request's address, a name as a name
     assert shown is not None
-    association = UdpAssociation(
-        session, match, sock, internal, shown, expect_ip, expect_port
-    )
+    association = make(session, match, sock, internal, shown, expect_ip, expect_port)
     association.start()

@@ -350,8 +350,8 @@ def test_route_is_served_but_its_bind_extension_is_refused() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("from: 0/0 to: 0/0 via: 10.0.0.1\n command: bind", "CONNECT only"),
-        ("from: 0/0 to: 0/0 via: 10.0.0.1\n protocol: udp", "TCP only"),
+        ("from: 0/0 to: 0/0 via: 10.0.0.1\n command: bindreply", "on their own"),
+        ("from: 0/0 to: 0/0 via: 10.0.0.1\n protocol: udp", "SOCKS 5 parents only"),
         ("from: 0/0 to: 0/0 via: 10.0.0.1\n method: rfc931", "only valid for ACL"),
         ("from: 0/0 to: 0/0 via: 10.0.0.1/32", "one address"),
         ("from: 0/0 to: 0/0", "no 'via:'"),

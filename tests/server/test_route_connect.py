@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import select
 import socket
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def tcp_pair() -> tuple[socket.socket, socket.socket]:
         theirs = server.accept()[0]
     ours.setblocking(False)
     theirs.settimeout(5)
+    theirs.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay
     return ours, theirs
 
 
@@ -75,7 +77,9 @@ class Parent:
         self.pump()
 
     def pump(self) -> None:
-        """Let the session read what the parent sent (one read per socket)."""
+        """Let the session read what the parent sent (one read per socket,
+        once the bytes have crossed loopback, waiting at most 5 s)."""
+        select.select([self.ours], [], [], 5)
         for reader in list(self.m.clock.getReaders()):
             if isinstance(reader, Conn) and reader.sock is self.ours:
                 reader.doRead()
