@@ -4,6 +4,7 @@ blocks (Dante §1.5-§1.8): which keyword is valid where, and its value.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -569,20 +570,25 @@ def _k_credential(p: Parser, body: Body, kw: Token) -> None:
 
 
 def _k_tls(p: Parser, body: Body, kw: Token) -> None:
-    """``tls: yes|no``, ``tls.cafile: PATH``, ``tls.servername: NAME`` (dantex)."""
+    """``tls: yes|no``, ``tls.cafile: PATH`` (PEM certificates to trust,
+    relative to the configuration file), ``tls.servername: NAME`` (dantex)."""
     hop = body.hop()
     tok = p.ts.expect_value(kw, "value")
     if kw.value == "tls":
         hop["tls"] = v.parse_bool(tok, "tls")
     elif kw.value == "tls.cafile":
+        path = tok.value  # relative to the configuration file, kept absolute
+        if not os.path.isabs(path):
+            base = os.path.dirname(os.path.abspath(p.path)) if p.path else os.getcwd()
+            path = os.path.join(base, path)
         try:
-            with open(tok.value, "rb"):
+            with open(path, "rb"):
                 pass
         except OSError as e:
             raise ConfigError(
                 tok.span, f"cannot read {tok.value!r}: {e.strerror}"
             ) from None
-        hop["tls_cafile"] = tok.value
+        hop["tls_cafile"] = path
     else:
         hop["tls_servername"] = tok.value
 

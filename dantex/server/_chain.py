@@ -31,11 +31,12 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IHalfCloseableProtocol,
     IProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.internet.ssl import (
     Certificate,
     optionsForClientTLS,
@@ -577,12 +578,46 @@ class _FirstParent:
                 sock.close()
                 raise ConnectionError("no protocol")
             runtime.reactor.adoptStreamConnection(
-                sock.fileno(), sock.family, _Given(protocol)
+                sock.fileno(), sock.family, _Given(_Watch(attempt, protocol))
             )
             sock.close()  # the reactor holds its own duplicate
             return succeed(protocol)
 
         return d.addCallback(connected)
+
+
+@implementer(IHalfCloseableProtocol)
+class _Watch(Protocol):
+    """Between the TCP connection to the first parent and what runs on it
+    (TLS): notes that the parent said something (a live parent is not marked
+    bad for a slow target), passes everything on."""
+
+    def __init__(self, attempt: Attempt, inner: IProtocol) -> None:
+        self._attempt = attempt
+        self._inner = inner
+
+    def makeConnection(self, transport: Any) -> None:
+        Protocol.makeConnection(self, transport)
+        self._inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._attempt.answered = True
+        self._inner.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        half = IHalfCloseableProtocol(self._inner, None)
+        if half is not None:
+            half.readConnectionLost()
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        half = IHalfCloseableProtocol(self._inner, None)
+        if half is not None:
+            half.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._inner.connectionLost(reason)
 
 
 _TRUST: dict[tuple[str, int], Any] = {}

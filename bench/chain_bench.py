@@ -1,0 +1,265 @@
+"""Server chaining: bulk MB/s and setups/s through a parent, dantex vs danted.
+
+    python3 bench/chain_bench.py --seconds 5 --concurrency 16 --megabytes 512
+
+Every proxy under test forwards to the same parent, a danted on 127.0.0.1
+(``socksmethod: none``); in one run:
+
+* ``direct``          -- no proxy (the ceiling of this client and origin);
+* ``parent-only``     -- the parent danted alone (one hop);
+* ``dantex->danted``  -- dantex with ``route { via: <parent> proxyprotocol:
+  socks_v5 }`` (splice relay, ``--workers 1`` unless ``--workers``);
+* ``danted->danted``  -- danted 1.4 with the same route (its server
+  chaining);
+* ``dantex->danted (copy)`` -- dantex with ``--relay copy``, for reference.
+
+One setup = TCP connect to the proxy, SOCKS 5 greeting and CONNECT to a
+local echo server, one byte there and back, close.  Bulk = one stream of
+``--megabytes`` MiB from a local source server through the chain, read to
+EOF; the median of ``--repeat`` runs.  The machine is shared (2 cores, other
+engineers' jobs) and the Python load generator runs on the same cores:
+numbers are noisy; compare within one run.  Needs danted (the test extra's
+peers).
+
+Not a test: a tool.  Stops its processes by PID when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the peers' start functions live in tests/
+
+RULES = """\
+client pass { from: 127.0.0.0/8 to: 0/0 }
+socks pass { from: 0/0 to: 0/0 }
+"""
+DANTED_RULES = """\
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+"""
+CHUNK = 1 << 20
+
+
+def parent_route(port: int) -> str:
+    """A danted-style route for everything through the parent."""
+    return (
+        "route {\n  from: 0.0.0.0/0 to: 0.0.0.0/0\n"
+        f"  via: 127.0.0.1 port = {port}\n  proxyprotocol: socks_v5\n"
+        "  method: none\n  command: connect\n}\n"
+    )
+
+
+# -- origins: an echo server and a bulk source, in threads ----------------------
+
+
+def _serve(handler: object) -> int:
+    """A listening socket on 127.0.0.1 served by ``handler(conn)`` per
+    connection, each in a daemon thread; returns its port."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
+
+    def loop() -> None:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()  # type: ignore[arg-type]
+
+    threading.Thread(target=loop, daemon=True).start()
+    return int(server.getsockname()[1])
+
+
+def _echo(conn: socket.socket) -> None:
+    with conn:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+
+
+def _source(conn: socket.socket) -> None:
+    """Read the number of MiB wanted (one line), send that many, close."""
+    with conn:
+        try:
+            line = b""
+            while not line.endswith(b"\n"):
+                line += conn.recv(16)
+            block = b"\x5a" * CHUNK
+            for _ in range(int(line)):
+                conn.sendall(block)
+        except (OSError, ValueError):
+            pass
+
+
+# -- the systems -------------------------------------------------------------------
+
+
+@contextmanager
+def dantex(config: str, workers: int, relay: str) -> Iterator[int]:
+    """twistd dante with ``config`` (internal port 0); yields the port."""
+    with tempfile.TemporaryDirectory() as d:
+        log = Path(d) / "dantex.log"
+        conf = Path(d) / "sockd.conf"
+        conf.write_text(
+            f"logoutput: {log}\ninternal: 127.0.0.1 port = 0\n"
+            f"socksmethod: none\n{RULES}{config}"
+        )
+        from tests.integration.dantex_server import twistd_command
+
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen(
+            [*twistd_command(), "-n", "--pidfile=", "dante", "-c", str(conf),
+             "--workers", str(workers), "--relay", relay],
+            cwd=d,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            port = 0
+            for _ in range(600):  # 30 s: the machine may be busy
+                text = log.read_text() if log.exists() else ""
+                if "running" in text and "listening on" in text:
+                    port = int(text.split("listening on 127.0.0.1.")[1].split()[0])
+                    break
+                time.sleep(0.05)
+            if not port:
+                raise RuntimeError("dantex did not start")
+            yield port
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+# -- the client ----------------------------------------------------------------------
+
+
+def _socks5(proxy: int | None, port: int) -> socket.socket:
+    """A blocking connection to 127.0.0.1:``port``, through ``proxy`` if given."""
+    if proxy is None:
+        return socket.create_connection(("127.0.0.1", port))
+    s = socket.create_connection(("127.0.0.1", proxy))
+    s.sendall(b"\x05\x01\x00")
+    assert s.recv(2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+    reply = b""
+    while len(reply) < 10:
+        reply += s.recv(10 - len(reply))
+    if reply[1] != 0:
+        raise OSError(f"SOCKS reply {reply[1]}")
+    return s
+
+
+def bulk(proxy: int | None, source: int, megabytes: int) -> float:
+    """MB/s of one stream of ``megabytes`` MiB."""
+    s = _socks5(proxy, source)
+    with s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        start = time.perf_counter()
+        s.sendall(b"%d\n" % megabytes)
+        total = 0
+        buf = bytearray(4 << 20)
+        view = memoryview(buf)
+        while n := s.recv_into(view):
+            total += n
+        elapsed = time.perf_counter() - start
+    if total != megabytes * CHUNK:
+        raise RuntimeError(f"short stream: {total} bytes")
+    return total / elapsed / 1e6
+
+
+async def _one_setup(proxy: int | None, echo: int) -> bool:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy or echo)
+    try:
+        if proxy is not None:
+            writer.write(
+                b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01"
+                + echo.to_bytes(2, "big")
+            )
+            if await reader.readexactly(2) != b"\x05\x00":
+                return False
+            if (await reader.readexactly(10))[1] != 0:
+                return False
+        writer.write(b"x")
+        return await reader.readexactly(1) == b"x"
+    finally:
+        writer.close()
+
+
+async def _load(
+    proxy: int | None, echo: int, seconds: float, conc: int
+) -> tuple[int, int]:
+    done = failed = 0
+    deadline = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal done, failed
+        while time.monotonic() < deadline:
+            try:
+                ok = await asyncio.wait_for(_one_setup(proxy, echo), 10)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                ok = False
+            if ok:
+                done += 1
+            else:
+                failed += 1
+
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return done, failed
+
+
+def measure(
+    name: str, proxy: int | None, echo: int, source: int, a: argparse.Namespace
+) -> None:
+    asyncio.run(_load(proxy, echo, 0.5, 2))  # warm-up
+    rates = [bulk(proxy, source, a.megabytes) for _ in range(a.repeat)]
+    done, failed = asyncio.run(_load(proxy, echo, a.seconds, a.concurrency))
+    print(
+        f"{name:24s} {statistics.median(rates):9.0f} MB/s "
+        f"{done / a.seconds:9.0f} setups/s  ({failed} failed)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--megabytes", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    a = parser.parse_args()
+    from tests.integration.peers import run_danted
+
+    echo = _serve(_echo)
+    source = _serve(_source)
+    with ExitStack() as stack:
+        parent = stack.enter_context(run_danted(rules=DANTED_RULES))
+        chained = stack.enter_context(
+            run_danted(rules=DANTED_RULES, extra_config=parent_route(parent.port))
+        )
+        print(f"{'':24s} {'bulk':>14s} {'setups':>18s}", flush=True)
+        measure("direct", None, echo, source, a)
+        measure("parent-only", parent.port, echo, source, a)
+        with dantex(parent_route(parent.port), a.workers, "auto") as port:
+            measure("dantex->danted", port, echo, source, a)
+        measure("danted->danted", chained.port, echo, source, a)
+        with dantex(parent_route(parent.port), a.workers, "copy") as port:
+            measure("dantex->danted (copy)", port, echo, source, a)
+
+
+if __name__ == "__main__":
+    main()
