@@ -143,6 +143,7 @@ def route(p: Parser, head: Token) -> None:
         hops.append(_hop(body.via, {**first_fields, **first}))
         hops.extend(_hop(via, values) for via, values in body.hops)
         _check_commands(head, fields, hops[-1])
+        _check_forwarding(p, head, hops)
     via = hops[0].via if hops else body.via
     if body.extras:
         fields["extras"] = dict(body.extras)
@@ -178,6 +179,25 @@ def _hop(via: AddressSpec, values: dict[str, Any]) -> Hop:
     if "password" in values and "username" not in values:
         raise ConfigError(via.span, "'password:' without 'username:' for this parent")
     return Hop(via, **values)
+
+
+#: Methods whose clients give a password that a route may pass on.
+_PASSWORD_METHODS = frozenset({"username", "pam.username", "pam.any", "ldapauth"})
+
+
+def _check_forwarding(p: Parser, head: Token, hops: list[Hop]) -> None:
+    """``method: username`` without fixed credentials passes on the client's
+    password: some global method must ask for one (danted's check)."""
+    forwards = any(h.username is None and "username" in (h.methods or ()) for h in hops)
+    methods = p.settings.get("socksmethods", ())
+    if forwards and not _PASSWORD_METHODS.intersection(methods):
+        raise ConfigError(
+            head.span,
+            "the route passes on the client's user name and password (method "
+            "username), but no global socksmethod asks clients for them",
+            hint="add 'socksmethod: username', or give the parent's own "
+            "'username:' and 'password:'",
+        )
 
 
 def _check_commands(head: Token, fields: dict[str, Any], last: Hop) -> None:

@@ -275,6 +275,22 @@ def parse_via(ts: TokenStream, keyword: Token) -> AddressSpec:
         spec = AddressSpec(AddressSpecKind.HOSTNAME, tok.span, name=text.lower())
     else:
         raise ConfigError(tok.span, f"bad gateway address {text!r}")
+    after = ts.peek()
+    if after is not None and after.line == tok.line and after.value == "port":
+        for ahead in (1, 2):  # "port = N" or "port: N": danted wants a number
+            value = ts.peek(ahead)
+            if (
+                value is not None
+                and value.line == tok.line
+                and value.kind is TokenKind.WORD
+                and value.value not in OPERATORS
+                and not _NUMBER.match(value.value)
+            ):
+                raise ConfigError(
+                    value.span,
+                    f"a gateway port must be a number, not {value.value!r}",
+                    hint="danted looks up no service names in via:",
+                )
     port = parse_optional_port(ts, tok)
     if port is not None and port.op != "eq":
         raise ConfigError(tok.span, "a gateway takes 'port = N'")

@@ -318,7 +318,7 @@ def test_user_rule_without_name_method_warns_it_never_matches() -> None:
 def test_route_block_parses_with_default_gateway_port() -> None:
     """A route keeps from/to/via, protocols and methods; default port 1080."""
     cfg = ok(
-        BASE
+        BASE.replace("socksmethod: none", "socksmethod: none username")
         + "route {\n  from: 0/0 to: 10.0.0.0/8 port = http\n"
         + "  via: 127.0.0.1\n  proxyprotocol: socks_v5\n  method: none username\n"
         + "  command: connect\n}\n"

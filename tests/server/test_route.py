@@ -208,7 +208,8 @@ def test_username_method_needs_credentials() -> None:
     which are then offered; fixed credentials make it usable for anyone."""
     forward = table(
         "route { from: 0/0 to: 0/0 via: 10.0.0.1\n proxyprotocol: socks_v5\n"
-        " method: username\n}\n"
+        " method: username\n}\n",
+        "socksmethod: username\n",
     )
     assert plans(forward) == []
     alice = UserPass("alice", "pw")

@@ -152,3 +152,23 @@ def test_keywords_outside_routes_are_refused_where_they_stand() -> None:
     """username:/tls: are route keywords; in a socks-rule they are errors."""
     (err,) = errors("socks pass { from: 0/0 to: 0/0\n tls: yes\n}\n")
     assert "'tls:' is not valid in a socks block" in err
+
+
+def test_gateway_port_is_a_number_as_danted_wants() -> None:
+    """danted refuses service names after via: ("unknown tcp/udp protocol")."""
+    (err,) = errors("route { from: 0/0 to: 0/0 via: 10.0.0.1 port = socks }\n")
+    assert "a gateway port must be a number, not 'socks'" in err
+
+
+def test_forwarding_credentials_needs_a_password_method() -> None:
+    """method: username passes on a password only some socksmethod asks for
+    (danted's check); fixed credentials need none."""
+    route = "route { from: 0/0 to: 0/0 via: 10.0.0.1\n method: username\n}\n"
+    (err,) = errors(route)
+    assert "no global socksmethod asks clients for them" in err
+    parse(HEAD.replace("none", "username none") + route, "t.conf")
+    parse(
+        HEAD + "route { from: 0/0 to: 0/0 via: 10.0.0.1\n method: username\n"
+        " username: u\n password: p\n}\n",
+        "t.conf",
+    )

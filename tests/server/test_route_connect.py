@@ -375,10 +375,12 @@ def test_client_credentials_are_passed_on_and_a_refusal_is_not_marked(
 
 def test_client_without_credentials_finds_no_forwarding_route() -> None:
     """method: username alone and a client that gave none: no usable route."""
-    m = session(
-        "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
+    m = memory_session(
+        HEAD.replace("socksmethod: none", "socksmethod: none username")
+        + "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
         " proxyprotocol: socks_v5\n method: username\n}\n"
     )
+    assert m.send(GREETING) == b"\x05\x00"  # method none: no credentials
     assert m.send(CONNECT)[:2] == b"\x05\x03"
 
 
