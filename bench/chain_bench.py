@@ -14,11 +14,15 @@ Every proxy under test forwards to the same parent, a danted on 127.0.0.1
 * ``dantex->danted (copy)`` -- dantex with ``--relay copy``, for reference.
 
 One setup = TCP connect to the proxy, SOCKS 5 greeting and CONNECT to a
-local echo server, one byte there and back, close.  Bulk = one stream of
-``--megabytes`` MiB from a local source server through the chain, read to
-EOF; the median of ``--repeat`` runs.  The machine is shared (2 cores, other
-engineers' jobs) and the Python load generator runs on the same cores:
-numbers are noisy; compare within one run.  Needs danted (the test extra's
+local echo server, one byte there and back, close; ``--concurrency`` at
+once, in one-second rounds that alternate between the systems
+(``--seconds`` rounds each).  The client closes with a reset (relayed
+as one): tens of thousands of orderly closes per run would fill the
+ephemeral port range with TIME_WAIT on this shared machine.  Bulk = one
+stream of ``--megabytes`` MiB from a local source server through the chain,
+read to EOF; the median of ``--repeat`` runs.  The machine is shared (2
+cores, other engineers' jobs) and the Python load generator runs on the
+same cores: numbers are noisy; compare within one run.  Needs danted (the test extra's
 peers).
 
 Not a test: a tool.  Stops its processes by PID when done.
@@ -32,6 +36,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +58,8 @@ client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
 socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 """
 CHUNK = 1 << 20
+#: SO_LINGER on, 0 s: close() sends a reset
+_RESET = struct.pack("ii", 1, 0)
 
 
 def parent_route(port: int) -> str:
@@ -196,6 +203,9 @@ async def _one_setup(proxy: int | None, echo: int) -> bool:
         writer.write(b"x")
         return await reader.readexactly(1) == b"x"
     finally:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # close with a reset: no TIME_WAIT left behind
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         writer.close()
 
 
@@ -221,17 +231,33 @@ async def _load(
     return done, failed
 
 
-def measure(
-    name: str, proxy: int | None, echo: int, source: int, a: argparse.Namespace
+def run_all(
+    systems: list[tuple[str, int | None]], echo: int, source: int, a: argparse.Namespace
 ) -> None:
-    asyncio.run(_load(proxy, echo, 0.5, 2))  # warm-up
-    rates = [bulk(proxy, source, a.megabytes) for _ in range(a.repeat)]
-    done, failed = asyncio.run(_load(proxy, echo, a.seconds, a.concurrency))
-    print(
-        f"{name:24s} {statistics.median(rates):9.0f} MB/s "
-        f"{done / a.seconds:9.0f} setups/s  ({failed} failed)",
-        flush=True,
-    )
+    """Bulk for each system in turn; setups in interleaved one-second rounds,
+    so that every system meets the same TIME_WAIT backlog (tens of thousands
+    of closed loopback connections pile up and slow every connect)."""
+    bulk_rates = {}
+    for name, port in systems:
+        asyncio.run(_load(port, echo, 0.5, 2))  # warm-up
+        bulk_rates[name] = statistics.median(
+            bulk(port, source, a.megabytes) for _ in range(a.repeat)
+        )
+    done = dict.fromkeys(bulk_rates, 0)
+    failed = dict.fromkeys(bulk_rates, 0)
+    rounds = max(1, round(a.seconds))
+    for _ in range(rounds):
+        for name, port in systems:
+            ok, bad = asyncio.run(_load(port, echo, 1.0, a.concurrency))
+            done[name] += ok
+            failed[name] += bad
+    print(f"{'':24s} {'bulk':>14s} {'setups':>18s}", flush=True)
+    for name, _port in systems:
+        print(
+            f"{name:24s} {bulk_rates[name]:9.0f} MB/s "
+            f"{done[name] / rounds:9.0f} setups/s  ({failed[name]} failed)",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -251,14 +277,22 @@ def main() -> None:
         chained = stack.enter_context(
             run_danted(rules=DANTED_RULES, extra_config=parent_route(parent.port))
         )
-        print(f"{'':24s} {'bulk':>14s} {'setups':>18s}", flush=True)
-        measure("direct", None, echo, source, a)
-        measure("parent-only", parent.port, echo, source, a)
-        with dantex(parent_route(parent.port), a.workers, "auto") as port:
-            measure("dantex->danted", port, echo, source, a)
-        measure("danted->danted", chained.port, echo, source, a)
-        with dantex(parent_route(parent.port), a.workers, "copy") as port:
-            measure("dantex->danted (copy)", port, echo, source, a)
+        splice = stack.enter_context(
+            dantex(parent_route(parent.port), a.workers, "auto")
+        )
+        copy = stack.enter_context(dantex(parent_route(parent.port), a.workers, "copy"))
+        run_all(
+            [
+                ("direct", None),
+                ("parent-only", parent.port),
+                ("dantex->danted", splice),
+                ("danted->danted", chained.port),
+                ("dantex->danted (copy)", copy),
+            ],
+            echo,
+            source,
+            a,
+        )
 
 
 if __name__ == "__main__":
