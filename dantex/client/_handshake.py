@@ -62,8 +62,12 @@ class UserPass:
     password: str = field(repr=False)
 
     def encoded(self) -> tuple[bytes, bytes]:
-        """Both as UTF-8."""
-        return self.username.encode("utf-8"), self.password.encode("utf-8")
+        """Both as UTF-8 (strings decoded with ``surrogateescape``, such as a
+        SOCKS client's own credentials passed on, give back their bytes)."""
+        return (
+            self.username.encode("utf-8", "surrogateescape"),
+            self.password.encode("utf-8", "surrogateescape"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dantex.server.lean import Conn
+from dantex.server.route import remember_credentials
 from dantex.testing import MemorySession, memory_session
 
 # RFC 1928 §3: VER=5 NMETHODS=1 METHODS=[00]
@@ -371,6 +372,24 @@ def test_client_credentials_are_passed_on_and_a_refusal_is_not_marked(
     assert m.transport.value()[:2] == b"\x05\x02"
     text = "\n".join(m.log.messages())
     assert "blacklisting" not in text and "alice pw" not in text
+
+
+def test_client_credentials_that_are_not_utf8_are_passed_on_byte_for_byte() -> None:
+    """RFC 1929 credentials are bytes: Latin-1 ones reach the parent as the
+    client sent them (kept by remember_credentials, as authentication does)."""
+    m = memory_session(
+        HEAD.replace("socksmethod: none", "socksmethod: none username")
+        + "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
+        " proxyprotocol: socks_v5\n method: username\n}\n"
+    )
+    remember_credentials(m.session, b"j\xf6rg", b"gr\xfc\xdf")
+    m.send(GREETING)
+    m.send(CONNECT)
+    parent = Parent(m, 0)
+    parent.expect(b"\x05\x02\x00\x02")
+    parent.send(b"\x05\x02")
+    # RFC 1929: VER=1 ULEN=4 "j\xf6rg" PLEN=4 "gr\xfc\xdf"
+    parent.expect(b"\x01\x04j\xf6rg\x04gr\xfc\xdf")
 
 
 def test_client_without_credentials_finds_no_forwarding_route() -> None:
