@@ -255,6 +255,7 @@ def test_stopped_parent_fails_over_and_is_skipped_until_badexpire(
         OPEN_RULES + route(a.host, a.port, "proxyprotocol: socks_v5")
         + route(b.host, b.port, "proxyprotocol: socks_v5"),
         settings="route.badexpire: 2\n",
+        workers=1,  # bad marks are per worker process
     )  # fmt: skip
     assert echo_through(server, origins) == b"ping through the chain"
     assert f"127.0.0.1.{origins.echo_port}" in a.log_text()
