@@ -22,41 +22,20 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IHalfCloseableProtocol,
-    IProtocol,
-    IProtocolFactory,
-    IStreamClientEndpoint,
-)
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.internet.ssl import (
-    Certificate,
-    optionsForClientTLS,
-    platformTrust,
-    trustRootFromCertificates,
 )
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from dantex.client._handshake import (
     Handshake,
     HttpConnectHandshake,
     Socks4Handshake,
     Socks5Handshake,
-)
-from dantex.client._negotiate import Tunnel, negotiate
-from dantex.client.endpoints import (
-    HTTPConnectEndpoint,
-    Socks4ClientEndpoint,
-    Socks5ClientEndpoint,
 )
 from dantex.client.errors import (
     ProxyClosedError,
@@ -405,63 +384,20 @@ class Attempt:
         conn.lost_cb = _ignore
         self._succeed(Reached(conn, self._bound, _local_address(conn.sock), leftover))
 
-    # -- TLS: dantex's endpoints over Twisted's TLS -------------------------------
+    # -- TLS: dantex's endpoints over Twisted's TLS (see ._chaintls) ---------------
 
     def _connect_tls(self, ip: str) -> None:
-        endpoint: IStreamClientEndpoint = _FirstParent(self, ip)
-        reactor = self.session.runtime.reactor
-        asks = self._asks()
-        for i, (hop, asked) in enumerate(asks):
-            if hop.hop.tls:
-                try:
-                    options = _tls_options(hop)
-                except OSError as e:
-                    self._fail(ProxyConnectError(e, proxy=str(hop)))
-                    return
-                endpoint = wrapClientTLS(options, endpoint)
-            if i == len(asks) - 1:
-                break
-            common: dict[str, Any] = {"reactor": reactor, "name": str(hop)}
-            try:
-                if hop.protocol == "socks_v5":
-                    endpoint = Socks5ClientEndpoint(
-                        endpoint, asked.host, asked.port, hop.credentials, **common
-                    )
-                elif hop.protocol == "socks_v4":
-                    endpoint = Socks4ClientEndpoint(
-                        endpoint, asked.host, asked.port, **common
-                    )
-                else:
-                    endpoint = HTTPConnectEndpoint(
-                        endpoint, asked.host, asked.port, hop.credentials, **common
-                    )
-            except ValueError as e:
-                self._fail(e)
-                return
-        last, asked = asks[-1]
-        try:
-            handshake = self._handshake(last, asked, self.command)
-        except ValueError as e:
-            self._fail(e)
-            return
-        sink = TransportTarget()
-        d = negotiate(
-            endpoint,
-            handshake,
-            _Given(sink),
-            on_first_reply=lambda step: self._first_reply(step.bound),
-        )
-        self._step = d
-        d.addCallbacks(self._tls_reached, self._tls_failed, callbackArgs=(sink,))
+        from dantex.server._chaintls import connect_tls
 
-    def _tls_reached(self, tunnel: Tunnel, sink: TransportTarget) -> None:
+        connect_tls(self, ip)
+
+    def tls_reached(self, reached: Reached) -> None:
+        """The TLS path stands (called by ._chaintls)."""
         self._step = None
-        local = _address_of(tunnel.transport.getHost())
-        # The bytes after the reply reach ``sink.dataReceived`` (and are kept
-        # there for the relay) right after this callback.
-        self._succeed(Reached(sink, tunnel.bound, local, b""))
+        self._succeed(reached)
 
-    def _tls_failed(self, failure: Failure) -> None:
+    def tls_failed(self, failure: Failure) -> None:
+        """The TLS path failed (called by ._chaintls)."""
         self._step = None
         if self._done or failure.check(CancelledError):
             return
@@ -526,117 +462,3 @@ def _nothing() -> None:
 
 def _ignore(reason: Failure) -> None:
     return None
-
-
-def _address_of(addr: Any) -> Address:
-    host = getattr(addr, "host", "0.0.0.0")
-    return Address.from_host(str(host).partition("%")[0], int(getattr(addr, "port", 0)))
-
-
-class _Given(ServerFactory):
-    """A factory that hands out one protocol built beforehand."""
-
-    noisy = False
-
-    def __init__(self, protocol: IProtocol) -> None:
-        self.protocol_instance = protocol
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        return self.protocol_instance  # type: ignore[return-value]
-
-
-@implementer(IStreamClientEndpoint)
-class _FirstParent:
-    """The TCP connection to the first parent, made by the server's connector
-    (source address as for a direct connect) and adopted into Twisted."""
-
-    def __init__(self, attempt: Attempt, ip: str) -> None:
-        self._attempt = attempt
-        self._ip = ip
-
-    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
-        attempt = self._attempt
-        session = attempt.session
-        runtime = session.runtime
-        try:
-            source = choose_source(session.policy.config, self._ip, session.server.host)
-        except ConnectFailed as e:
-            failed: Deferred[IProtocol] = Deferred()
-            failed.errback(Failure(e))
-            return failed
-        family = family_of(self._ip)
-        d = runtime.connector.connect(
-            family, (self._ip, attempt.first.port), source=source
-        )
-
-        def connected(conn: Conn | socket.socket) -> Deferred[IProtocol]:
-            sock = conn.release() if isinstance(conn, Conn) else conn
-            attempt.connected = True
-            kind = IPv6Address if family == socket.AF_INET6 else IPv4Address
-            protocol = factory.buildProtocol(kind("TCP", self._ip, attempt.first.port))
-            if protocol is None:
-                sock.close()
-                raise ConnectionError("no protocol")
-            runtime.reactor.adoptStreamConnection(
-                sock.fileno(), sock.family, _Given(_Watch(attempt, protocol))
-            )
-            sock.close()  # the reactor holds its own duplicate
-            return succeed(protocol)
-
-        return d.addCallback(connected)
-
-
-@implementer(IHalfCloseableProtocol)
-class _Watch(Protocol):
-    """Between the TCP connection to the first parent and what runs on it
-    (TLS): notes that the parent said something (a live parent is not marked
-    bad for a slow target), passes everything on."""
-
-    def __init__(self, attempt: Attempt, inner: IProtocol) -> None:
-        self._attempt = attempt
-        self._inner = inner
-
-    def makeConnection(self, transport: Any) -> None:
-        Protocol.makeConnection(self, transport)
-        self._inner.makeConnection(transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self._attempt.answered = True
-        self._inner.dataReceived(data)
-
-    def readConnectionLost(self) -> None:
-        half = IHalfCloseableProtocol(self._inner, None)
-        if half is not None:
-            half.readConnectionLost()
-        elif self.transport is not None:
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        half = IHalfCloseableProtocol(self._inner, None)
-        if half is not None:
-            half.writeConnectionLost()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._inner.connectionLost(reason)
-
-
-_TRUST: dict[tuple[str, int], Any] = {}
-
-
-def _tls_options(hop: PlannedHop) -> Any:
-    """Client TLS options for a parent: its name checked by service_identity
-    against ``tls.cafile`` (every certificate in it) or the system's roots."""
-    name = hop.hop.tls_servername or hop.host
-    path = hop.hop.tls_cafile
-    if path is None:
-        return optionsForClientTLS(name, trustRoot=platformTrust())
-    mtime = Path(path).stat().st_mtime_ns
-    root = _TRUST.get((path, mtime))
-    if root is None:
-        text = Path(path).read_bytes()
-        marker = b"-----END CERTIFICATE-----"
-        blocks = [b + marker for b in text.split(marker) if b"-----BEGIN" in b]
-        root = trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])
-        _TRUST.clear()
-        _TRUST[(path, mtime)] = root
-    return optionsForClientTLS(name, trustRoot=root)

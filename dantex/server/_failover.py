@@ -3,7 +3,9 @@
 :func:`judge` turns a failed attempt into an :class:`Outcome`: the reply it
 stands for, how much it says about the target (``rank``) and whether the
 route's path is broken (``mark``).  :class:`RoutedConnect` runs CONNECT
-through the plans of :meth:`~dantex.server.route.RouteTable.plans`.
+through the plans of :meth:`~dantex.server.route.RouteTable.plans`;
+:class:`Failover`, its base, is shared with BIND (:mod:`._routebind`) and
+UDP ASSOCIATE (:mod:`._routeudp`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from dantex.protocol.address import Address, decode_address
 from dantex.protocol.errors import RemoteProtocolError
-from dantex.protocol.socks5 import Command
+from dantex.protocol.socks5 import Command, Reply
 from dantex.rules.addresses import NeedLookup
 from dantex.rules.engine import Match
 from dantex.server import _udplog as udplog
@@ -158,7 +158,10 @@ class RoutedUdp(Failover):
             outside.connect((relay.host, relay.port))
         except OSError as e:
             reached.target.close()
-            self.session.refuse(1, f"cannot reach the parent's UDP relay: {e.strerror}")
+            self.session.refuse(
+                Reply.GENERAL_FAILURE,
+                f"cannot reach the parent's UDP relay: {e.strerror}",
+            )
             return
         self._release()
         self._outside = None

@@ -117,8 +117,7 @@ class PlannedHop:
         return Address.from_host(self.host, self.port)
 
     def __str__(self) -> str:
-        host = self.host
-        return f"{self.protocol} {host}.{self.port}"
+        return f"{self.protocol} {self.host}.{self.port}"
 
 
 @frozen
