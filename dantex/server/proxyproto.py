@@ -198,8 +198,13 @@ class ProxyHeaderGate(Protocol):
         self._buf = b""
         self._done = False
         self._deadline: IDelayedCall | None = None
+        self._where = "0.0.0.0.0 0.0.0.0.0"
 
     def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        # now: a closed socket no longer knows its local address
+        self._where = f"{_text(transport.getPeer())} {_text(transport.getHost())}"
         session = self.session
         timeout = session.policy.timeouts.negotiate
         if timeout > 0:
@@ -259,12 +264,11 @@ class ProxyHeaderGate(Protocol):
         self._deadline = None
 
     def _log(self, why: str) -> None:
-        transport = self.transport
-        peer = local = "0.0.0.0.0"
-        if transport is not None:
-            p, h = transport.getPeer(), transport.getHost()
-            if isinstance(p, taddress.IPv4Address | taddress.IPv6Address):
-                peer = dante_addr(Address.from_host(p.host.partition("%")[0], p.port))
-            if isinstance(h, taddress.IPv4Address | taddress.IPv6Address):
-                local = dante_addr(Address.from_host(h.host.partition("%")[0], h.port))
-        self.session.policy.log.info(f"{peer} {local}: {why}")
+        self.session.policy.log.info(f"{self._where}: {why}")
+
+
+def _text(addr: IAddress) -> str:
+    """Dante's ``ip.port`` for a Twisted address."""
+    if isinstance(addr, taddress.IPv4Address | taddress.IPv6Address):
+        return dante_addr(Address.from_host(addr.host.partition("%")[0], addr.port))
+    return "0.0.0.0.0"
