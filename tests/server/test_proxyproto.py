@@ -272,3 +272,40 @@ def test_untrusted_peer_cannot_claim_an_address(header: bytes) -> None:
         "192.0.2.9.4444" in m and "not in internal.proxyprotocol.from" in m
         for m in w.log.messages()
     )
+
+
+def test_reload_switches_the_gate() -> None:
+    """A new policy without internal.proxyprotocol: trusted peers get a
+    session at once (the factory asks the policy in force per connection)."""
+    clock = MemoryReactorClock()
+    runtime = Runtime(
+        clock,  # type: ignore[arg-type]
+        relay_mode="copy",
+        resolver=StaticResolver(clock, {}, {}),
+        connector=FakeConnector(),  # type: ignore[arg-type]
+    )
+    on = Policy(parse(CONF.format(versions="v2"), "t.conf"), MemoryLog(), clock=clock)
+    plain = CONF.replace("internal.proxyprotocol: {versions}\n", "").replace(
+        "internal.proxyprotocol.from: 10.0.0.1/32 fd00::/64\n", ""
+    )
+    off = Policy(parse(plain.format(), "t.conf"), MemoryLog(), clock=clock)
+    factory = SocksFactory(on, runtime)
+    peer = IPv4Address("TCP", "10.0.0.1", 5555)
+    assert isinstance(factory.buildProtocol(peer), ProxyHeaderGate)
+    factory.policy = off
+    assert isinstance(factory.buildProtocol(peer), SocksSession)
+
+
+def test_hostid_refusal_points_at_the_proxy_protocol() -> None:
+    """hostid rules stay refused, with a hint naming the replacement."""
+    from dantex.config import ConfigErrors
+
+    text = (
+        "internal: 127.0.0.1 port = 1080\nsocksmethod: none\n"
+        "hostid pass { from: 10.0.0.0/8 to: 0/0 }\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        parse(text, "t.conf")
+    (error,) = info.value.errors
+    assert "hostid is not supported" in str(error)
+    assert "internal.proxyprotocol" in str(error)
