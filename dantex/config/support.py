@@ -178,6 +178,12 @@ SUPPORTED: frozenset[str] = frozenset(
         "route",
         "route.maxfail",
         "route.badexpire",
+        # resource control, part 2 (dantex/limits/redirect.py, monitors.py,
+        # timeouts.py): redirect, monitors and alarms, FIN-WAIT limit
+        "redirect from",
+        "redirect to",
+        "monitor",
+        "timeout.tcp_fin_wait",
     }
 )
 

@@ -37,13 +37,15 @@ def rule_timeout(session: SocksSession, name: str) -> float:
 
     A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
     """
-    keys = (name, "io") if name.startswith("io_") else (name,)
-    for match in (session.socks_match, session.client_match):
-        if match is not None and match.rule is not None:
-            for key in keys:
-                if key in match.rule.timeouts:
-                    return match.rule.timeouts[key]
-    return float(getattr(session.policy.timeouts, name))
+    from dantex.limits.timeouts import fin_wait, pick
+
+    rules = (
+        m.rule if m is not None else None
+        for m in (session.socks_match, session.client_match)
+    )
+    if name == "tcp_fin_wait":
+        return fin_wait(rules, session.policy.timeouts)
+    return pick(name, rules, session.policy.timeouts)
 
 
 def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:

@@ -286,6 +286,7 @@ class SocksSession(Protocol):
                 )
             )
         self.state = State.NEGOTIATING
+        self._rule_negotiate_timeout(match)
         self._resume()
         if self._buffered:
             data, self._buffered = self._buffered, b""
@@ -535,9 +536,26 @@ class SocksSession(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    def _rule_negotiate_timeout(self, match: Match) -> None:
+        """A client-rule's ``timeout.negotiate`` replaces the global one,
+        counted from the accept."""
+        rule = match.rule
+        if rule is None or "negotiate" not in rule.timeouts:
+            return
+        self._cancel_deadline()
+        timeout = rule.timeouts["negotiate"]
+        if timeout > 0:
+            left = self.started + timeout - self.runtime.clock.seconds()
+            self._deadline = self.runtime.clock.callLater(
+                max(left, 0.0), self._negotiate_timeout
+            )
+
     def _negotiate_timeout(self) -> None:
         self._deadline = None
+        rule = self.client_rule
         timeout = self.policy.timeouts.negotiate
+        if rule is not None:
+            timeout = rule.timeouts.get("negotiate", timeout)
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
 
     def _proto(self) -> str:
@@ -554,6 +572,9 @@ class SocksSession(Protocol):
         """The command handler has connected and started ``relay``."""
         self.relay = relay
         self.state = State.RELAYING
+        from dantex.server.connect import rule_timeout
+
+        relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
         match = self.socks_match
         if match is not None and self._logs(match, "connect"):
             self.policy.log.info(
