@@ -501,7 +501,14 @@ def _redirect(p: Parser, body: Body, word: Token) -> None:
     if body.kind == "monitor" or (body.kind == "route" and kw.value == "to"):
         raise ConfigError(word.span, f"'redirect {kw.value}:' is not valid here")
     spec = v.parse_rule_address(p.ts, kw)
+    from dantex.limits.redirect import check  # the module that serves it
+
+    problem = check(kw.value, spec)
+    if problem is not None:
+        raise ConfigError(spec.span, problem)
     p.use(f"redirect {kw.value}", word, f"'redirect {kw.value}:'")
+    if body.kind == "route":
+        p.use("redirect from:route", word, "'redirect from:' in routes")
     body.fields[f"redirect_{kw.value}"] = spec
 
 

@@ -125,6 +125,7 @@ FEATURES: dict[str, Feature] = {
     "session.inheritable": Feature(_LIMITS, "Rule.session.inheritable"),
     "redirect from": Feature(_LIMITS, "Rule.redirect_from"),
     "redirect to": Feature(_LIMITS, "Rule.redirect_to"),
+    "redirect from:route": Feature(_LIMITS, "Route.redirect_from"),
     "monitor": Feature(_LIMITS, "Config.monitors"),
     # -- host ids (TCP_IPA): no such kernel option on Linux ----------------------
     "hostid": Feature(

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from dantex.config.interfaces import interface_addresses
 from dantex.config.model import Config
+from dantex.log.format import dante_addr
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
@@ -105,12 +106,47 @@ def _kernel_source(family: int, ip: str) -> str | None:
 def start_connect(session: SocksSession, match: Match) -> None:
     """Carry out a permitted CONNECT for ``session``: through its routes when
     the configuration has any (:mod:`dantex.server.route`), else direct."""
+    match = _redirect_to(session, match)
     if session.policy.routes is not None:
         from dantex.server._failover import start_routed_connect
 
         start_routed_connect(session, match)
         return
     connect_direct(session, match)
+
+
+def _redirect_to(session: SocksSession, match: Match) -> Match:
+    """Apply ``redirect to:`` (:mod:`dantex.limits.redirect`) to the target."""
+    from dantex.limits import redirect
+
+    rules = (match.rule, session.client_rule)
+    spec = redirect.spec_for("to", rules)
+    if spec is None or session.target is None:
+        return match
+    before = session.target
+    session.target = redirect.target(before, spec)
+    session.policy.log.debug(
+        f"redirect to: {dante_addr(before)} becomes {dante_addr(session.target)}"
+    )
+    return Match(match.rule)  # a matched IP was the old target's
+
+
+def _redirect_from(
+    session: SocksSession, ip: str, usual: str | None
+) -> tuple[str | None, tuple[int, int] | None]:
+    """The source address and port range after ``redirect from:``."""
+    from dantex.limits import redirect
+
+    match = session.socks_match
+    spec = redirect.spec_for(
+        "from", (match.rule if match else None, session.client_rule)
+    )
+    if spec is None:
+        return usual, None
+    try:
+        return redirect.source(spec, family_of(ip), usual)
+    except redirect.RedirectError as e:
+        raise ConnectFailed(Reply.ADDRESS_TYPE_NOT_SUPPORTED, str(e)) from None
 
 
 def connect_direct(session: SocksSession, match: Match) -> None:
@@ -163,6 +199,7 @@ def _try(
                 "client is requesting a connection to the same address we listen to",
             )
         source = choose_source(session.policy.config, ip, session.server.host)
+        source, ports = _redirect_from(session, ip, source)
     except ConnectFailed as e:
         session.refuse(e.reply, e.reason)
         return
@@ -171,6 +208,7 @@ def _try(
         (ip, target.port),
         source=source,
         timeout=rule_timeout(session, "connect"),
+        source_ports=ports,
     )
     session._pending = d  # type: ignore[assignment]
 
