@@ -636,6 +636,7 @@ def _k_alarm(p: Parser, body: Body, kw: Token) -> None:
         alarm = Alarm("disconnect", kw.span, side, None, count, ratio, seconds)
     elif rest == "test.mtu-error":
         ts.line_words(kw)
+        p.use("alarm.test", kw, f"'{kw.value}'")
         alarm = Alarm("test.mtu-error", kw.span, side)
     else:
         p.unknown_keyword(kw, keywords.KNOWN_RULE, "in a monitor block")

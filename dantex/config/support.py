@@ -127,6 +127,7 @@ FEATURES: dict[str, Feature] = {
     "redirect to": Feature(_LIMITS, "Rule.redirect_to"),
     "redirect from:route": Feature(_LIMITS, "Route.redirect_from"),
     "monitor": Feature(_LIMITS, "Config.monitors"),
+    "alarm.test": Feature(_LIMITS, "Monitor.alarms (kind test.mtu-error)"),
     # -- host ids (TCP_IPA): no such kernel option on Linux ----------------------
     "hostid": Feature(
         "PROXY protocol / host ids",

@@ -47,6 +47,7 @@ from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
     from dantex.config.model import Rule
+    from dantex.limits.monitors import Member
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
 
@@ -118,6 +119,8 @@ class SocksSession(Protocol):
         self.target: Address | None = None
         self.external: Address | None = None
         self.relay: Relay | None = None
+        #: the ``monitor { }`` watching this session, if one matched
+        self.monitored: Member | None = None
         self.started = 0.0
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
@@ -575,6 +578,10 @@ class SocksSession(Protocol):
         from dantex.server.connect import rule_timeout
 
         relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
+        if self.command == "connect" and self.target is not None:
+            self.monitored = self.runtime.monitors.attach(
+                self.client, self.target, self.command, relay
+            )
         match = self.socks_match
         if match is not None and self._logs(match, "connect"):
             self.policy.log.info(
@@ -623,6 +630,8 @@ class SocksSession(Protocol):
         relay = self.relay
         assert relay is not None
         c_read, c_written, t_read, t_written = relay.counts()
+        if self.monitored is not None:
+            self.monitored.ended(reason.side)
         duration = int(self.runtime.clock.seconds() - self.started)
         tail = f": {reason}.  Session duration: {duration}s"
         if relay.want_tcpinfo:
