@@ -74,7 +74,7 @@ def test_redirect_to_sends_curls_request_to_another_server(
     assert result.returncode == 0, result.stderr
     assert result.stdout == INDEX_BODY
     server.wait_for_log(
-        rf"pass\(1\): tcp/connect \]: .* 127\.0\.0\.1\.{origins.http_port}: "
+        rf"pass\(1\): tcp/connect \]: .* 127\.0\.0\.1\.{origins.http_port} -> \d+: "
         r"(local client|remote peer) closed"
     )
 
