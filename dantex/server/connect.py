@@ -16,6 +16,8 @@ from twisted.python.failure import Failure
 
 from dantex.config.interfaces import interface_addresses
 from dantex.config.model import Config
+from dantex.limits import redirect
+from dantex.limits.timeouts import fin_wait, pick
 from dantex.log.format import dante_addr
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
@@ -38,8 +40,6 @@ def rule_timeout(session: SocksSession, name: str) -> float:
 
     A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
     """
-    from dantex.limits.timeouts import fin_wait, pick
-
     rules = (
         m.rule if m is not None else None
         for m in (session.socks_match, session.client_match)
@@ -117,8 +117,6 @@ def start_connect(session: SocksSession, match: Match) -> None:
 
 def _redirect_to(session: SocksSession, match: Match) -> Match:
     """Apply ``redirect to:`` (:mod:`dantex.limits.redirect`) to the target."""
-    from dantex.limits import redirect
-
     rules = (match.rule, session.client_rule)
     spec = redirect.spec_for("to", rules)
     if spec is None or session.target is None:
@@ -135,8 +133,6 @@ def _redirect_from(
     session: SocksSession, ip: str, usual: str | None
 ) -> tuple[str | None, tuple[int, int] | None]:
     """The source address and port range after ``redirect from:``."""
-    from dantex.limits import redirect
-
     match = session.socks_match
     spec = redirect.spec_for(
         "from", (match.rule if match else None, session.client_rule)

@@ -122,3 +122,26 @@ def test_client_rule_negotiate_timeout_replaces_the_global_one() -> None:
     m.clock.advance(0.1)
     assert not m.transport.connected
     assert any("negotiation timed out after 4s" in x for x in m.log.messages())
+
+
+def test_bind_relay_gets_the_fin_wait_limit() -> None:
+    """BIND's relay (after the peer came) is bounded by tcp_fin_wait too."""
+    import socket as s_
+
+    m = memory_session(
+        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n"
+        "timeout.tcp_fin_wait: 7\n"
+        "client pass { from: 127.0.0.0/8 to: 0/0 }\n"
+        "socks pass { from: 0/0 to: 0/0 command: bind }\n"
+        "socks pass { from: 0/0 to: 127.0.0.0/8 command: bindreply }\n"
+    )
+    assert m.send(GREETING) == b"\x05\x00"
+    # RFC 1928 §4: VER=5 CMD=2 (BIND) RSV ATYP=1 0.0.0.0 port 0
+    first = m.send(b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00")
+    port = int.from_bytes(first[8:10], "big")
+    (reader,) = m.clock.readers
+    with s_.create_connection(("127.0.0.1", port)):
+        reader.doRead()
+        (relay,) = m.relays
+        assert relay.fin_wait == 7.0
+        relay.end(EndReason("client"))
