@@ -186,3 +186,22 @@ def test_disconnect_alarm_counts_sessions_closed_by_targets(
     )
     assert int(found.group(1)) >= 2
     assert re.search(r"remote peer closed", server.log_text())
+
+
+def test_sighup_drops_raised_alarms_silently_and_starts_over(
+    dantex: RunDantex,
+) -> None:
+    """After a reload the alarm is raised anew, with no clear line between."""
+    import signal
+
+    monitor = "monitor { from: 0/0 to: 0/0\n  alarm.data: 0 in 1\n}\n"
+    server = dantex(OPEN_RULES + monitor, workers=1)
+    raised = r"monitor\(1\): alarm/data \[: 0/0 -> 0/0 internal/external: 0/0 in 1s"
+    server.wait_for_log(raised)
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log(r"SIGHUP \]: config reloaded")
+    deadline = time.monotonic() + 8
+    while len(re.findall(raised, server.log_text())) < 2:  # bounded by deadline
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.1)
+    assert "alarm/data ]" not in server.log_text()
