@@ -501,7 +501,14 @@ def _redirect(p: Parser, body: Body, word: Token) -> None:
     if body.kind == "monitor" or (body.kind == "route" and kw.value == "to"):
         raise ConfigError(word.span, f"'redirect {kw.value}:' is not valid here")
     spec = v.parse_rule_address(p.ts, kw)
+    from dantex.limits.redirect import check  # the module that serves it
+
+    problem = check(kw.value, spec)
+    if problem is not None:
+        raise ConfigError(spec.span, problem)
     p.use(f"redirect {kw.value}", word, f"'redirect {kw.value}:'")
+    if body.kind == "route":
+        p.use("redirect from:route", word, "'redirect from:' in routes")
     body.fields[f"redirect_{kw.value}"] = spec
 
 
@@ -629,6 +636,7 @@ def _k_alarm(p: Parser, body: Body, kw: Token) -> None:
         alarm = Alarm("disconnect", kw.span, side, None, count, ratio, seconds)
     elif rest == "test.mtu-error":
         ts.line_words(kw)
+        p.use("alarm.test", kw, f"'{kw.value}'")
         alarm = Alarm("test.mtu-error", kw.span, side)
     else:
         p.unknown_keyword(kw, keywords.KNOWN_RULE, "in a monitor block")

@@ -125,7 +125,9 @@ FEATURES: dict[str, Feature] = {
     "session.inheritable": Feature(_LIMITS, "Rule.session.inheritable"),
     "redirect from": Feature(_LIMITS, "Rule.redirect_from"),
     "redirect to": Feature(_LIMITS, "Rule.redirect_to"),
+    "redirect from:route": Feature(_LIMITS, "Route.redirect_from"),
     "monitor": Feature(_LIMITS, "Config.monitors"),
+    "alarm.test": Feature(_LIMITS, "Monitor.alarms (kind test.mtu-error)"),
     # -- host ids (TCP_IPA): no such kernel option on Linux ----------------------
     "hostid": Feature(
         "PROXY protocol / host ids",
@@ -179,6 +181,12 @@ SUPPORTED: frozenset[str] = frozenset(
         "route",
         "route.maxfail",
         "route.badexpire",
+        # resource control, part 2 (dantex/limits/redirect.py, monitors.py,
+        # timeouts.py): redirect, monitors and alarms, FIN-WAIT limit
+        "redirect from",
+        "redirect to",
+        "monitor",
+        "timeout.tcp_fin_wait",
     }
 )
 

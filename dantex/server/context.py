@@ -19,6 +19,7 @@ from dantex._interfaces import IServerReactor
 from dantex.auth._base import in_pool
 from dantex.auth.methods import Authenticator
 from dantex.config.model import Config
+from dantex.limits.monitors import MonitorSet
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
@@ -118,6 +119,8 @@ class Runtime:
         self.blocking = in_pool(reactor, self.auth_pool)
         #: routes marked bad (server chaining), kept across reloads
         self.route_marks = RouteMarks(self.clock)
+        #: ``monitor { }`` blocks at work (configured by the service)
+        self.monitors = MonitorSet(self.clock)
 
     def authenticator(
         self,

@@ -138,10 +138,18 @@ class DanteService(service.Service):
         # rotation on SIGUSR1 (installed only with a log file; see README).
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
         super().startService()  # type: ignore[no-untyped-call]
+        self._configure_monitors()
         if self.announce:
             self.policy.log.info(f"dantex/server v{__version__} running")
         elif self.worker_index is not None:
             self.policy.log.info(f"worker {self.worker_index} running")
+
+    def _configure_monitors(self) -> None:
+        """Serve the ``monitor { }`` blocks of the configuration in force."""
+        policy = self.policy
+        self.runtime.monitors.configure(
+            policy.config.monitors, policy.log.warning, self.runtime.resolver
+        )
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged
@@ -198,6 +206,7 @@ class DanteService(service.Service):
         self.factory.policy = self.policy
         for w in config.warnings:
             new_log.warning(w.headline("warning"))
+        self._configure_monitors()
         new_log.info("SIGHUP ]: config reloaded")
         return True
 
@@ -210,6 +219,7 @@ class DanteService(service.Service):
         for port in self.ports:
             port.stopListening()
         self.ports = []
+        self.runtime.monitors.stop()
         if self.runtime.auth_pool.started:
             self.runtime.auth_pool.stop()
         self.policy.log.info("dantex/server shutting down")

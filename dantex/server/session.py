@@ -47,6 +47,7 @@ from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
     from dantex.config.model import Rule
+    from dantex.limits.monitors import Member
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
 
@@ -121,6 +122,8 @@ class SocksSession(Protocol):
         self.target: Address | None = None
         self.external: Address | None = None
         self.relay: Relay | None = None
+        #: the ``monitor { }`` watching this session, if one matched
+        self.monitored: Member | None = None
         self.started = 0.0
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
@@ -291,6 +294,7 @@ class SocksSession(Protocol):
                 )
             )
         self.state = State.NEGOTIATING
+        self._rule_negotiate_timeout(match)
         self._resume()
         if self._buffered:
             data, self._buffered = self._buffered, b""
@@ -540,9 +544,26 @@ class SocksSession(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    def _rule_negotiate_timeout(self, match: Match) -> None:
+        """A client-rule's ``timeout.negotiate`` replaces the global one,
+        counted from the accept."""
+        rule = match.rule
+        if rule is None or "negotiate" not in rule.timeouts:
+            return
+        self._cancel_deadline()
+        timeout = rule.timeouts["negotiate"]
+        if timeout > 0:
+            left = self.started + timeout - self.runtime.clock.seconds()
+            self._deadline = self.runtime.clock.callLater(
+                max(left, 0.0), self._negotiate_timeout
+            )
+
     def _negotiate_timeout(self) -> None:
         self._deadline = None
+        rule = self.client_rule
         timeout = self.policy.timeouts.negotiate
+        if rule is not None:
+            timeout = rule.timeouts.get("negotiate", timeout)
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
 
     def _proto(self) -> str:
@@ -559,6 +580,13 @@ class SocksSession(Protocol):
         """The command handler has connected and started ``relay``."""
         self.relay = relay
         self.state = State.RELAYING
+        from dantex.server.connect import rule_timeout
+
+        relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
+        if self.command == "connect" and self.target is not None:
+            self.monitored = self.runtime.monitors.attach(
+                self.client, self.target, self.command, relay
+            )
         match = self.socks_match
         if match is not None and self._logs(match, "connect"):
             self.policy.log.info(
@@ -607,6 +635,8 @@ class SocksSession(Protocol):
         relay = self.relay
         assert relay is not None
         c_read, c_written, t_read, t_written = relay.counts()
+        if self.monitored is not None:
+            self.monitored.ended(reason.side)
         duration = int(self.runtime.clock.seconds() - self.started)
         tail = f": {reason}.  Session duration: {duration}s"
         if relay.want_tcpinfo:

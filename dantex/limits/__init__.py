@@ -1,0 +1,1 @@
+"""Resource control: Dante's bandwidth, session, redirect and monitor modules, built in."""
