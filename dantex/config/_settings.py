@@ -305,8 +305,9 @@ def _s_compatibility(p: Parser, kw: Token) -> None:
 
 
 def _s_extension(p: Parser, kw: Token) -> None:
+    # httpconnect (dantex): HTTP CONNECT on the SOCKS port
     p.settings["extensions"] = p.word_set(
-        kw, frozenset({"bind"}), "extension", gate="extension"
+        kw, frozenset({"bind", "httpconnect"}), "extension", gate="extension"
     )
 
 

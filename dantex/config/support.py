@@ -107,6 +107,7 @@ FEATURES: dict[str, Feature] = {
     "command:udpassociate": Feature(_BINDUDP, "Rule.commands"),
     "command:udpreply": Feature(_BINDUDP, "Rule.commands"),
     "extension:bind": Feature(_BINDUDP, "Config.extensions"),
+    "extension:httpconnect": Feature("operations", "Config.extensions"),
     "udp.portrange": Feature(_BINDUDP, "Rule.udp_portrange"),
     "udp.connectdst": Feature(_BINDUDP, "Config.udp_connectdst"),
     "compatibility:draft-5.05": Feature(_BINDUDP, "Config.compatibility"),
@@ -178,6 +179,9 @@ SUPPORTED: frozenset[str] = frozenset(
         "route",
         "route.maxfail",
         "route.badexpire",
+        # -- operations (ops-b): HTTP CONNECT on the SOCKS port
+        # (dantex/server/httpconnect.py), graceful stop, metrics
+        "extension:httpconnect",
     }
 )
 

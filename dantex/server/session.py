@@ -39,10 +39,12 @@ from dantex.protocol import socks4, socks5
 from dantex.protocol._buffer import NEED_DATA
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.errors import RemoteProtocolError
+from dantex.protocol.http_connect import HttpConnectRequest
 from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
+from dantex.server import httpconnect
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -99,7 +101,12 @@ class SocksSession(Protocol):
         self.runtime = runtime
         self.state = State.ACCEPTING
         self.version = 0
-        self.codec: socks4.Socks4ServerCodec | socks5.Socks5ServerCodec | None = None
+        self.codec: (
+            socks4.Socks4ServerCodec
+            | socks5.Socks5ServerCodec
+            | httpconnect.HttpTunnelCodec
+            | None
+        ) = None
         self.client = Address(AddressType.IPV4, "0.0.0.0", 0)
         self.server = self.client
         self.client_rule: Rule | None = None
@@ -306,6 +313,9 @@ class SocksSession(Protocol):
                 codec = self.codec = socks5.Socks5ServerCodec()
             elif version == socks4.VERSION:
                 codec = self.codec = socks4.Socks4ServerCodec()
+            elif httpconnect.first_event_is_http(self):
+                codec = self.codec = httpconnect.HttpTunnelCodec()
+                version = httpconnect.HTTP_VERSION
             else:
                 raise RemoteProtocolError(
                     f"unknown SOCKS version {version} in client request", reply=None
@@ -324,10 +334,12 @@ class SocksSession(Protocol):
                 self._requested(_COMMAND_NAMES[event.command], event.address)
             elif isinstance(event, socks4.Socks4Request):
                 self.auth.socks4(event)
+            elif isinstance(event, HttpConnectRequest):
+                httpconnect.http_requested(self, event)
 
     def _requested(self, command: str, target: Address) -> None:
         self.policy.log.debug(
-            f"{self._client_text()}: socks_v{self.version} {command} request "
+            f"{self._client_text()}: {self.proxyprotocol()} {command} request "
             f"for {dante_addr(target)}"
         )
         self.state = State.REQUESTED
@@ -358,7 +370,7 @@ class SocksSession(Protocol):
             self.client,
             target,
             command,
-            "socks_v5" if self.version == socks5.VERSION else "socks_v4",
+            self.proxyprotocol(),
             **self.auth.identity(),
         )
         self.auth.with_ldap_groups(
@@ -367,6 +379,12 @@ class SocksSession(Protocol):
                 self._socks_decided,
             )
         )
+
+    def proxyprotocol(self) -> str:
+        """``socks_v4``, ``socks_v5`` or ``http`` (``extension: httpconnect``)."""
+        if self.version == socks5.VERSION:
+            return "socks_v5"
+        return "http" if self.version == httpconnect.HTTP_VERSION else "socks_v4"
 
     def _socks_decided(self, match: Match) -> None:
         if self.state is State.CLOSED:
@@ -398,6 +416,8 @@ class SocksSession(Protocol):
             if bound is None:
                 return codec.reply(code, final=final)
             return codec.reply(code, bound, final=final)
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            return codec.reply(code, bound)
         assert isinstance(codec, socks4.Socks4ServerCodec)
         v4code = (
             socks4.Socks4Reply.GRANTED
@@ -459,7 +479,9 @@ class SocksSession(Protocol):
     def protocol_error(self, e: RemoteProtocolError) -> None:
         """The client broke the protocol: answer as RFC 1928 says, log, close."""
         codec = self.codec
-        if e.reply is not None and codec is not None:
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            self._write(codec.error_reply(e))
+        elif e.reply is not None and codec is not None:
             try:
                 if isinstance(codec, socks5.Socks5ServerCodec):
                     self._write(codec.reply(e.reply))
