@@ -31,6 +31,7 @@ libwrap.deny route.maxfail route.badexpire route.order child.maxrequests child.m
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 username.passwordfile auth.failures rfc931.port rfc931.timeout
+timeout.shutdown metrics.internal
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method

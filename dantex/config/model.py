@@ -148,6 +148,9 @@ class Timeouts:
     io_tcp: float = 0.0
     io_udp: float = 86400.0
     tcp_fin_wait: float = 0.0
+    #: dantex: ``timeout.shutdown``, how long live sessions may drain after
+    #: SIGTERM before they are closed (0: closed at once)
+    shutdown: float = 0.0
 
 
 @frozen
@@ -380,3 +383,6 @@ class Config:
     internal_advertise: tuple[str, ...] = ()
     #: ``external.advertise`` (dantex): address put in BIND's first reply.
     external_advertise: tuple[str, ...] = ()
+    #: ``metrics.internal`` (dantex): where the Prometheus endpoint listens
+    #: (None: no metrics)
+    metrics: InternalAddress | None = None

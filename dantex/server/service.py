@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import signal
 import socket
 import sys
@@ -14,6 +12,7 @@ from typing import Any
 from attrs import frozen
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -25,8 +24,10 @@ from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
 from dantex.server.context import Policy, Runtime
+from dantex.server.drain import drain
 from dantex.server.factory import SocksFactory
 from dantex.server.lean import LeanPort, listening_socket
+from dantex.server.privileges import drop_effective
 
 __all__ = ["DanteService", "InheritedSocket"]
 
@@ -145,11 +146,8 @@ class DanteService(service.Service):
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged
-        if user is None or os.geteuid() != 0:
-            return
-        entry = pwd.getpwnam(user)
-        os.setegid(entry.pw_gid)
-        os.seteuid(entry.pw_uid)
+        if drop_effective(user):
+            self.policy.log.info(f"running as user {user} (user.unprivileged)")
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.reload)
@@ -201,8 +199,9 @@ class DanteService(service.Service):
         new_log.info("SIGHUP ]: config reloaded")
         return True
 
-    def stopService(self) -> None:
-        """Stop listening; live sessions are left to finish or be cut by exit."""
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, let live sessions drain (``timeout.shutdown``),
+        close the rest (:mod:`dantex.server.drain`)."""
         if self._old_hup is not None:
             signal.signal(signal.SIGHUP, self._old_hup)
         if self._old_usr1 is not None:
@@ -210,8 +209,19 @@ class DanteService(service.Service):
         for port in self.ports:
             port.stopListening()
         self.ports = []
-        if self.runtime.auth_pool.started:
-            self.runtime.auth_pool.stop()
-        self.policy.log.info("dantex/server shutting down")
-        self.policy.log.flush()
-        super().stopService()  # type: ignore[no-untyped-call]
+        dlog = self.policy.log
+        dlog.info("dantex/server shutting down")
+        d = drain(
+            self.runtime.sessions,
+            self.runtime.clock,
+            self.policy.timeouts.shutdown,
+            dlog.info,
+        )
+
+        def stopped(_: None) -> None:
+            if self.runtime.auth_pool.started:
+                self.runtime.auth_pool.stop()
+            self.policy.log.flush()
+            super(DanteService, self).stopService()  # type: ignore[no-untyped-call]
+
+        return d.addCallback(stopped)

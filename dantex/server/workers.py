@@ -5,7 +5,8 @@ socket per worker and ``internal:`` address, so the kernel spreads new
 connections evenly (one socket shared by all balances badly).  Workers are
 fresh interpreters (fork + exec, each with its own reactor and epoll) that
 adopt their sockets.  The supervisor restarts a worker that dies, forwards
-SIGHUP (after checking the new file itself) and stops them all on shutdown.
+SIGHUP (after checking the new file itself) and, on shutdown, forwards
+SIGTERM and waits for every worker to drain its sessions and exit.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ _RESTART_DELAY = 0.5
 _RESTART_MAX = 30.0
 #: A worker that lived this long resets the back-off.
 _HEALTHY_AFTER = 10.0
+#: Seconds after ``timeout.shutdown`` before a worker that has not exited is killed.
+_KILL_AFTER = 10.0
 
 
 def default_worker_count() -> int:
@@ -239,19 +242,29 @@ class SupervisorService(service.Service):
         if self._old_usr1 is not None:
             signal.signal(signal.SIGUSR1, self._old_usr1)
         waits = [w.ended for w in self.workers.values()]
+        # Our copies of the listening sockets go first: once the workers
+        # stop listening, new connections are refused instead of queued.
+        for socks in self.sockets:
+            for sock, _host, _port in socks:
+                sock.close()
         self._signal_all(signal.SIGTERM)
+        # workers drain for timeout.shutdown; one that is still there long
+        # after is killed
+        grace = self.config.timeouts.shutdown + _KILL_AFTER
+        killer = self.reactor.callLater(grace, self._signal_all, signal.SIGKILL)
         self.log.info("dantex/server shutting down")
         self.log.flush()
         super().stopService()  # type: ignore[no-untyped-call]
         done: Deferred[Any] = DeferredList(waits)
 
-        def close(result: object) -> object:
-            for socks in self.sockets:
-                for sock, _host, _port in socks:
-                    sock.close()
+        def stopped(result: object) -> object:
+            if killer.active():
+                killer.cancel()
+            self.log.info("every worker has exited")
+            self.log.flush()
             return result
 
-        return done.addBoth(close)
+        return done.addBoth(stopped)
 
 
 def inherited_from_spec(spec: str) -> InheritedSocket:
