@@ -30,6 +30,7 @@ from dantex.server.route import RouteMarks, RouteTable
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
 if TYPE_CHECKING:
+    from dantex.metrics import SessionMetrics
     from dantex.server.session import SocksSession
 
 __all__ = ["Policy", "Runtime"]
@@ -115,6 +116,8 @@ class Runtime:
         self.blocking = in_pool(reactor, self.auth_pool)
         #: routes marked bad (server chaining), kept across reloads
         self.route_marks = RouteMarks(self.clock)
+        #: Prometheus counters (``metrics.internal``), None when off
+        self.metrics: SessionMetrics | None = None
 
     def authenticator(
         self,

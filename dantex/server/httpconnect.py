@@ -146,6 +146,7 @@ def http_requested(session: SocksSession, event: HttpConnectRequest) -> None:
     choice = choose_method(ours, offered)
     target = event.address
     if choice is None:
+        session.count_refusal("no-acceptable-method")
         session.command, session.target = "connect", target
         session._write(codec.response(407, _challenge()))
         session.finish(

@@ -23,6 +23,7 @@ from dantex.config.model import Config
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
+from dantex.server._metrics import ProcessMetrics
 from dantex.server.context import Policy, Runtime
 from dantex.server.drain import drain
 from dantex.server.factory import SocksFactory
@@ -74,6 +75,9 @@ class DanteService(service.Service):
         self.worker_index: int | None = None
         self.factory = SocksFactory(self.policy, self.runtime)
         self.ports: list[IListeningPort] = []
+        self.metrics: ProcessMetrics | None = None
+        if config.metrics is not None:
+            self.metrics = ProcessMetrics(self.runtime, config.metrics)
         self._old_hup: Any = None
         self._old_usr1: Any = None
 
@@ -94,6 +98,8 @@ class DanteService(service.Service):
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def _listen(self) -> None:
+        if self.metrics is not None:
+            self.metrics.listen(self.reactor, self.policy.log.info)
         if self.inherited:
             self._adopt()
             return
@@ -134,6 +140,8 @@ class DanteService(service.Service):
             self._listen()
         self._drop_privileges()
         self.runtime.auth_pool.start()
+        if self.metrics is not None:
+            self.metrics.start(lambda: self.policy)
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         # SIGUSR1 dumps state, as in Dante; this replaces twistd's own log
         # rotation on SIGUSR1 (installed only with a log file; see README).
@@ -219,6 +227,8 @@ class DanteService(service.Service):
         )
 
         def stopped(_: None) -> None:
+            if self.metrics is not None:
+                self.metrics.stop()
             if self.runtime.auth_pool.started:
                 self.runtime.auth_pool.stop()
             self.policy.log.flush()

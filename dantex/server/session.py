@@ -45,6 +45,7 @@ from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server import httpconnect
+from dantex.server._replyreason import reply_reason
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ class SocksSession(Protocol):
                         f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
                     )
                 )
+            self.count_refusal("client-rule")
             self.state = State.CLOSED
             self._cleanup()
             transport = self.transport
@@ -458,6 +460,7 @@ class SocksSession(Protocol):
                     f"blocked by higher-level socks-rule #{match.number}",
                 )
             )
+        self.count_refusal("auth" if reason else "socks-rule")
         self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
         self._close_now(logged=True)
 
@@ -466,6 +469,8 @@ class SocksSession(Protocol):
         if self.state is State.CLOSED:
             return
         codec = self.codec
+        if code is not None:
+            self.count_refusal(reply_reason(code))
         if codec is not None and self.state is State.REQUESTED:
             self._write(self.reply(code))
         elif (
@@ -478,6 +483,7 @@ class SocksSession(Protocol):
 
     def protocol_error(self, e: RemoteProtocolError) -> None:
         """The client broke the protocol: answer as RFC 1928 says, log, close."""
+        self.count_refusal("protocol-error")
         codec = self.codec
         if isinstance(codec, httpconnect.HttpTunnelCodec):
             self._write(codec.error_reply(e))
@@ -507,6 +513,8 @@ class SocksSession(Protocol):
         """
         if self.state is State.CLOSED:
             return
+        if verdict == "block":
+            self.count_refusal("auth")
         dlog = self.policy.log
         rule = self.socks_match or self.client_match
         level_match = (
@@ -536,6 +544,12 @@ class SocksSession(Protocol):
             dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
         self._close_now(logged=True, close=close)
 
+    def count_refusal(self, reason: str) -> None:
+        """Count a refused request in the metrics, when they are on."""
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.refused(reason)
+
     def _close_now(self, *, logged: bool, close: bool = True) -> None:
         self.state = State.CLOSED
         self._cleanup()
@@ -560,6 +574,7 @@ class SocksSession(Protocol):
     def _negotiate_timeout(self) -> None:
         self._deadline = None
         timeout = self.policy.timeouts.negotiate
+        self.count_refusal("negotiate-timeout")
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
 
     def _proto(self) -> str:
