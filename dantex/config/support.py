@@ -180,7 +180,8 @@ SUPPORTED: frozenset[str] = frozenset(
         "route.maxfail",
         "route.badexpire",
         # -- operations (ops-b): HTTP CONNECT on the SOCKS port
-        # (dantex/server/httpconnect.py), graceful stop, metrics
+        # (dantex/server/httpconnect.py); timeout.shutdown and
+        # metrics.internal are dantex keywords, not gated
         "extension:httpconnect",
     }
 )
