@@ -11,8 +11,10 @@ are the SOCKS ones.  Only the answers differ:
 
 * 200 ``Connection established`` when the target is connected;
 * 407 with ``Proxy-Authenticate: Basic`` when our methods need a password
-  the client did not send, or when the password is refused;
-* 403 when a rule blocks;
+  the client did not send, when the password is refused, or when a rule
+  blocks a client that sent none while a password method was on offer
+  (``socksmethod: username none`` with a rule for ``user: alice``);
+* 403 when a rule blocks otherwise;
 * 502 when the target refused or is unreachable, 504 when connecting timed
   out; 400/405/505 for requests we cannot read.
 
@@ -95,6 +97,9 @@ class HttpTunnelCodec:
 
     def __init__(self) -> None:
         self.http = HttpConnectServerCodec()
+        #: answer a rule's block with 407 instead of 403: the client sent no
+        #: credentials and a password method was on offer
+        self.challenge = False
 
     def feed(self, data: bytes) -> None:
         self.http.feed(data)
@@ -111,6 +116,8 @@ class HttpTunnelCodec:
         status, reason = status_for(code)
         if status == 200:
             return self.http.encode_response(status, reason)
+        if status == 403 and self.challenge:
+            return self.response(407, _challenge())
         return self.response(status)
 
     def response(self, status: int, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
@@ -158,6 +165,10 @@ def http_requested(session: SocksSession, event: HttpConnectRequest) -> None:
     name, wire = choice
     session.method = name
     if wire == NO_AUTH:
+        # a rule may want a user: a block then asks for credentials
+        codec.challenge = event.basic_auth is None and bool(
+            choose_method(ours, (USERNAME_PASSWORD,))
+        )
         if name == "none":
             session._requested("connect", target)
         else:  # rfc931, pam.address: the connection's addresses

@@ -94,10 +94,12 @@ def test_unreachable_target_is_502(dantex: RunDantex) -> None:
     assert b"502" in out.stderr
 
 
+@pytest.mark.parametrize("methods", ["username", "username none"])
 def test_proxy_user_is_checked_like_rfc1929(
-    dantex: RunDantex, origins: Origins, tmp_path: Path
+    dantex: RunDantex, origins: Origins, tmp_path: Path, methods: str
 ) -> None:
-    """socksmethod username: no credentials 407, wrong 407, right 200."""
+    """socksmethod username (or username none with a user: rule): no
+    credentials 407, wrong 407, right 200."""
     passwd = tmp_path / "passwd"
     passwd.write_text("alice:{PLAIN}alice-pw:staff\n")
     rules = (
@@ -107,7 +109,7 @@ def test_proxy_user_is_checked_like_rfc1929(
     server = dantex(
         rules,
         settings=(
-            "socksmethod: username\nextension: httpconnect\n"
+            f"socksmethod: {methods}\nextension: httpconnect\n"
             f"username.passwordfile: {passwd}"
         ),
     )

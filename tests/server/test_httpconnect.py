@@ -217,3 +217,31 @@ def test_extension_word_is_checked() -> None:
             "internal: 127.0.0.1 port=1\nextension: httpconnect\n", "x.conf"
         ).extensions
     )
+
+
+def test_block_without_credentials_asks_for_them_when_username_is_offered(
+    tmp_path: Path,
+) -> None:
+    """socksmethod: username none and a user: rule: no credentials -> 407,
+    so the client can retry with them; with credentials the rule passes."""
+    path = tmp_path / "passwd"
+    path.write_text("alice:{PLAIN}alicepw:staff\n")
+    text = (
+        "internal: 127.0.0.1 port = 1080\nextension: httpconnect\n"
+        f"socksmethod: username none\nusername.passwordfile: {path}\n"
+        "client pass { from: 0/0 to: 0/0 }\n"
+        "socks pass { from: 0/0 to: 0/0\n user: alice\n}\n"
+    )
+    out = memory_session(text).send(REQ)
+    assert out.startswith(b"HTTP/1.1 407 ")
+    assert b"Proxy-Authenticate: Basic" in out
+    m = memory_session(text)
+    m.send(ALICE)
+    assert len(m.connector.calls) == 1
+
+
+def test_block_with_only_none_offered_stays_403() -> None:
+    """Without a password method a block is a plain 403."""
+    m = memory_session(conf())
+    out = m.send(b"CONNECT 10.9.9.9:80 HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 403 ")
