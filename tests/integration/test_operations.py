@@ -221,11 +221,16 @@ def test_user_unprivileged_sets_the_effective_user(
             sock.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_log_file_is_reopened_on_sighup_after_rename(
-    dantex: RunDantex, origins: Origins
+    dantex: RunDantex, origins: Origins, workers: int
 ) -> None:
-    """logrotate: rename the file, SIGHUP, new lines go to a new file."""
-    server = dantex()
+    """logrotate: rename the file, SIGHUP, new lines go to a new file (each
+    worker's too)."""
+    server = dantex(workers=workers)
+    if workers > 1:  # a worker still starting ignores SIGHUP
+        server.wait_for_log(rf"worker {workers - 1} running")
+        server.wait_for_log(r"worker 0 running")
     sock = tunnel(server, origins.echo_port)
     sock.close()
     server.wait_for_log(r"tcp/connect \]")
@@ -233,13 +238,17 @@ def test_log_file_is_reopened_on_sighup_after_rename(
     server.log_path.rename(rotated)
     server.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while not server.log_path.exists():
+    # every process (supervisor and workers) says so in the new file
+    reloads = workers + (1 if workers > 1 else 0)
+    while (
+        not server.log_path.exists()
+        or server.log_text().count("SIGHUP ]: config reloaded") < reloads
+    ):
         assert time.monotonic() < deadline, "no new log file after SIGHUP"
         time.sleep(0.05)
     sock = tunnel(server, origins.echo_port)
     sock.close()
     server.wait_for_log(r"tcp/connect \]")
-    server.wait_for_log(r"SIGHUP \]: config reloaded")
     old = rotated.read_text()
     assert "SIGHUP [: reloading config" in old
     assert old.count("tcp/connect ]") == 1
