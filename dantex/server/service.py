@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -25,7 +25,7 @@ from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
 from dantex.server._metrics import ProcessMetrics
 from dantex.server.context import Policy, Runtime
-from dantex.server.drain import drain
+from dantex.server.drain import Drain
 from dantex.server.factory import SocksFactory
 from dantex.server.lean import LeanPort, listening_socket
 from dantex.server.privileges import drop_effective
@@ -219,12 +219,17 @@ class DanteService(service.Service):
         self.ports = []
         dlog = self.policy.log
         dlog.info("dantex/server shutting down")
-        d = drain(
+        waiting = Drain(
             self.runtime.sessions,
             self.runtime.clock,
             self.policy.timeouts.shutdown,
             dlog.info,
         )
+        d = waiting.done
+        if not d.called:  # a second SIGTERM/SIGINT: stop waiting
+            hurry = _hurry(self.reactor, waiting)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, hurry)
 
         def stopped(_: None) -> None:
             if self.metrics is not None:
@@ -235,3 +240,10 @@ class DanteService(service.Service):
             super(DanteService, self).stopService()  # type: ignore[no-untyped-call]
 
         return d.addCallback(stopped)
+
+
+def _hurry(reactor: IServerReactor, waiting: Drain) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(waiting.close_now)
+
+    return handler

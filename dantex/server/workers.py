@@ -237,6 +237,9 @@ class SupervisorService(service.Service):
     def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.dump_state)
 
+    def _on_second_term(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self._signal_all, signal.SIGTERM)
+
     def dump_state(self) -> None:
         """Log the workers, then have each dump its own sessions (SIGUSR1)."""
         pids = " ".join(
@@ -279,6 +282,9 @@ class SupervisorService(service.Service):
             for sock, _host, _port in socks:
                 sock.close()
         self._signal_all(signal.SIGTERM)
+        # a second SIGTERM/SIGINT is passed on: the workers stop waiting
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_second_term)
         # workers drain for timeout.shutdown; one that is still there long
         # after is killed
         grace = self.config.timeouts.shutdown + _KILL_AFTER

@@ -122,6 +122,25 @@ def test_sessions_still_live_after_timeout_shutdown_are_closed(
     sock.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_second_sigterm_closes_at_once(
+    dantex: RunDantex, origins: Origins, workers: int
+) -> None:
+    """A second SIGTERM during the drain closes the sessions and we exit,
+    without a traceback."""
+    server = dantex(settings="timeout.shutdown: 60", workers=workers)
+    sock = tunnel(server, origins.echo_port)
+    assert echo(sock, b"x") == b"x"
+    server.send_signal(signal.SIGTERM)
+    server.wait_for_log(r"shutdown: waiting up to 60s")
+    server.send_signal(signal.SIGTERM)
+    assert sock.recv(10) == b""
+    assert wait_exit(server.pid, 15) < 15
+    sock.close()
+    out = (server.dir / "twistd.out").read_text()
+    assert "Traceback" not in out and "Unhandled" not in out, out
+
+
 def test_without_timeout_shutdown_sessions_are_closed_at_once(
     dantex: RunDantex, origins: Origins
 ) -> None:

@@ -6,7 +6,7 @@ import socket
 
 from twisted.internet.task import Clock
 
-from dantex.server.drain import drain
+from dantex.server.drain import Drain, drain
 from dantex.server.session import State
 from dantex.testing import MemorySession, memory_session
 
@@ -82,3 +82,17 @@ def test_zero_timeout_closes_at_once() -> None:
     )
     assert fired == [None]
     assert m.relays[0].aborted is not None
+
+
+def test_close_now_stops_waiting() -> None:
+    """A second SIGTERM (close_now) closes what is left before the timeout."""
+    m = relaying()
+    clock = Clock()
+    waiting = Drain(m.session.runtime.sessions, clock, 30, lambda line: None)
+    clock.advance(1)
+    assert not waiting.done.called
+    waiting.close_now()
+    assert waiting.done.called
+    assert m.relays[0].aborted is not None
+    assert not clock.getDelayedCalls()
+    waiting.close_now()  # again: nothing more
