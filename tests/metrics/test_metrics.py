@@ -90,3 +90,23 @@ def test_client_rule_block_and_protocol_error() -> None:
     m, _metrics, registry = metered()
     m.send(b"\x07")
     assert value(registry, "dantex_refusals_total", reason="protocol-error") == 1
+
+
+def test_route_health_gauge_follows_the_marks() -> None:
+    """dantex_route_up is 1 for a usable route and 0 while it is marked bad."""
+    text = CONF + (
+        "route {\n from: 0/0 to: 0/0 via: 127.0.0.1 port = 1\n"
+        " proxyprotocol: socks_v5\n command: connect\n method: none\n}\n"
+    )
+    m = memory_session(text)
+    registry = CollectorRegistry()
+    metrics = SessionMetrics(registry)
+    runtime, policy = m.session.runtime, m.session.policy
+    metrics.refresh(runtime, policy)
+    assert value(registry, "dantex_route_up", route="#1") == 1
+    assert value(registry, "dantex_sessions_active") == 1  # this session
+    assert policy.routes is not None
+    key = policy.routes._routes[0].key
+    assert runtime.route_marks.failed(key, 1, 60)
+    metrics.refresh(runtime, policy)
+    assert value(registry, "dantex_route_up", route="#1") == 0
