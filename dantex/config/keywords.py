@@ -32,6 +32,7 @@ child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 username.passwordfile auth.failures rfc931.port rfc931.timeout
 internal.proxyprotocol internal.proxyprotocol.from
+timeout.shutdown metrics.internal
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method

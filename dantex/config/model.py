@@ -148,6 +148,9 @@ class Timeouts:
     io_tcp: float = 0.0
     io_udp: float = 86400.0
     tcp_fin_wait: float = 0.0
+    #: dantex: ``timeout.shutdown``, how long live sessions may drain after
+    #: SIGTERM before they are closed (0: closed at once)
+    shutdown: float = 0.0
 
 
 @frozen
@@ -386,3 +389,6 @@ class Config:
     #: ``internal.proxyprotocol.from`` (dantex): networks (CIDR text) whose
     #: connections must start with a PROXY header
     internal_proxyprotocol_from: tuple[str, ...] = ()
+    #: ``metrics.internal`` (dantex): where the Prometheus endpoint listens
+    #: (None: no metrics)
+    metrics: InternalAddress | None = None

@@ -107,6 +107,7 @@ FEATURES: dict[str, Feature] = {
     "command:udpassociate": Feature(_BINDUDP, "Rule.commands"),
     "command:udpreply": Feature(_BINDUDP, "Rule.commands"),
     "extension:bind": Feature(_BINDUDP, "Config.extensions"),
+    "extension:httpconnect": Feature("operations", "Config.extensions"),
     "udp.portrange": Feature(_BINDUDP, "Rule.udp_portrange"),
     "udp.connectdst": Feature(_BINDUDP, "Config.udp_connectdst"),
     "compatibility:draft-5.05": Feature(_BINDUDP, "Config.compatibility"),
@@ -187,6 +188,10 @@ SUPPORTED: frozenset[str] = frozenset(
         "redirect to",
         "monitor",
         "timeout.tcp_fin_wait",
+        # -- operations (ops-b): HTTP CONNECT on the SOCKS port
+        # (dantex/server/httpconnect.py); timeout.shutdown and
+        # metrics.internal are dantex keywords, not gated
+        "extension:httpconnect",
     }
 )
 

@@ -32,6 +32,7 @@ from dantex.server.route import RouteMarks, RouteTable
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
 if TYPE_CHECKING:
+    from dantex.metrics import SessionMetrics
     from dantex.server.session import SocksSession
 
 __all__ = ["Policy", "Runtime"]
@@ -121,6 +122,8 @@ class Runtime:
         self.route_marks = RouteMarks(self.clock)
         #: ``monitor { }`` blocks at work (configured by the service)
         self.monitors = MonitorSet(self.clock)
+        #: Prometheus counters (``metrics.internal``), None when off
+        self.metrics: SessionMetrics | None = None
 
     def authenticator(
         self,

@@ -39,10 +39,13 @@ from dantex.protocol import socks4, socks5
 from dantex.protocol._buffer import NEED_DATA
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.errors import RemoteProtocolError
+from dantex.protocol.http_connect import HttpConnectRequest
 from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
+from dantex.server import httpconnect
+from dantex.server._replyreason import reply_reason
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -100,7 +103,12 @@ class SocksSession(Protocol):
         self.runtime = runtime
         self.state = State.ACCEPTING
         self.version = 0
-        self.codec: socks4.Socks4ServerCodec | socks5.Socks5ServerCodec | None = None
+        self.codec: (
+            socks4.Socks4ServerCodec
+            | socks5.Socks5ServerCodec
+            | httpconnect.HttpTunnelCodec
+            | None
+        ) = None
         self.client = Address(AddressType.IPV4, "0.0.0.0", 0)
         self.server = self.client
         #: (client, destination) from a PROXY protocol header, set before
@@ -276,6 +284,7 @@ class SocksSession(Protocol):
                         f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
                     )
                 )
+            self.count_refusal("client-rule")
             self.state = State.CLOSED
             self._cleanup()
             transport = self.transport
@@ -315,6 +324,9 @@ class SocksSession(Protocol):
                 codec = self.codec = socks5.Socks5ServerCodec()
             elif version == socks4.VERSION:
                 codec = self.codec = socks4.Socks4ServerCodec()
+            elif httpconnect.first_event_is_http(self):
+                codec = self.codec = httpconnect.HttpTunnelCodec()
+                version = httpconnect.HTTP_VERSION
             else:
                 from dantex.server.proxyproto import unknown_version
 
@@ -333,10 +345,12 @@ class SocksSession(Protocol):
                 self._requested(_COMMAND_NAMES[event.command], event.address)
             elif isinstance(event, socks4.Socks4Request):
                 self.auth.socks4(event)
+            elif isinstance(event, HttpConnectRequest):
+                httpconnect.http_requested(self, event)
 
     def _requested(self, command: str, target: Address) -> None:
         self.policy.log.debug(
-            f"{self._client_text()}: socks_v{self.version} {command} request "
+            f"{self._client_text()}: {self.proxyprotocol()} {command} request "
             f"for {dante_addr(target)}"
         )
         self.state = State.REQUESTED
@@ -367,7 +381,7 @@ class SocksSession(Protocol):
             self.client,
             target,
             command,
-            "socks_v5" if self.version == socks5.VERSION else "socks_v4",
+            self.proxyprotocol(),
             **self.auth.identity(),
         )
         self.auth.with_ldap_groups(
@@ -376,6 +390,12 @@ class SocksSession(Protocol):
                 self._socks_decided,
             )
         )
+
+    def proxyprotocol(self) -> str:
+        """``socks_v4``, ``socks_v5`` or ``http`` (``extension: httpconnect``)."""
+        if self.version == socks5.VERSION:
+            return "socks_v5"
+        return "http" if self.version == httpconnect.HTTP_VERSION else "socks_v4"
 
     def _socks_decided(self, match: Match) -> None:
         if self.state is State.CLOSED:
@@ -407,6 +427,8 @@ class SocksSession(Protocol):
             if bound is None:
                 return codec.reply(code, final=final)
             return codec.reply(code, bound, final=final)
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            return codec.reply(code, bound)
         assert isinstance(codec, socks4.Socks4ServerCodec)
         v4code = (
             socks4.Socks4Reply.GRANTED
@@ -447,6 +469,7 @@ class SocksSession(Protocol):
                     f"blocked by higher-level socks-rule #{match.number}",
                 )
             )
+        self.count_refusal("auth" if reason else "socks-rule")
         self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
         self._close_now(logged=True)
 
@@ -455,6 +478,8 @@ class SocksSession(Protocol):
         if self.state is State.CLOSED:
             return
         codec = self.codec
+        if code is not None:
+            self.count_refusal(reply_reason(code))
         if codec is not None and self.state is State.REQUESTED:
             self._write(self.reply(code))
         elif (
@@ -467,8 +492,11 @@ class SocksSession(Protocol):
 
     def protocol_error(self, e: RemoteProtocolError) -> None:
         """The client broke the protocol: answer as RFC 1928 says, log, close."""
+        self.count_refusal("protocol-error")
         codec = self.codec
-        if e.reply is not None and codec is not None:
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            self._write(codec.error_reply(e))
+        elif e.reply is not None and codec is not None:
             try:
                 if isinstance(codec, socks5.Socks5ServerCodec):
                     self._write(codec.reply(e.reply))
@@ -494,6 +522,8 @@ class SocksSession(Protocol):
         """
         if self.state is State.CLOSED:
             return
+        if verdict == "block":
+            self.count_refusal("auth")
         dlog = self.policy.log
         rule = self.socks_match or self.client_match
         level_match = (
@@ -522,6 +552,12 @@ class SocksSession(Protocol):
         elif rule is None or always:
             dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
         self._close_now(logged=True, close=close)
+
+    def count_refusal(self, reason: str) -> None:
+        """Count a refused request in the metrics, when they are on."""
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.refused(reason)
 
     def _close_now(self, *, logged: bool, close: bool = True) -> None:
         self.state = State.CLOSED
@@ -564,6 +600,7 @@ class SocksSession(Protocol):
         timeout = self.policy.timeouts.negotiate
         if rule is not None:
             timeout = rule.timeouts.get("negotiate", timeout)
+        self.count_refusal("negotiate-timeout")
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
 
     def _proto(self) -> str:
