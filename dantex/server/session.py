@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dantex.auth._base import printable
+from dantex.limits.sessions import limited
 from dantex.log.format import (
     client_text,
     dante_addr,
@@ -44,6 +45,9 @@ from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server.session_auth import SessionAuth
+
+if TYPE_CHECKING:
+    from dantex.limits.sessions import Held
 
 if TYPE_CHECKING:
     from dantex.config.model import Rule
@@ -118,6 +122,8 @@ class SocksSession(Protocol):
         self.target: Address | None = None
         self.external: Address | None = None
         self.relay: Relay | None = None
+        #: session slots and bucket (rules with limits only; dantex.limits)
+        self.limits: Held | None = None
         self.started = 0.0
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
@@ -285,6 +291,10 @@ class SocksSession(Protocol):
                     f"{dante_addr(self.client)} {dante_addr(self.server)}",
                 )
             )
+        if match.rule is not None and limited(match.rule):
+            from dantex.limits.sessions import client_rule_passed
+
+            client_rule_passed(self, match.rule)
         self.state = State.NEGOTIATING
         self._resume()
         if self._buffered:
@@ -378,6 +388,14 @@ class SocksSession(Protocol):
         if self.auth_error is not None:
             self.blocked(match, reason=self.auth_error)
             return
+        if self.limits is not None or limited(match.rule):
+            from dantex.limits.sessions import socks_rule_passed
+
+            assert match.rule is not None
+            why = socks_rule_passed(self, match.rule, self.client_rule)
+            if why is not None:
+                self.blocked(match, reason=why)
+                return
         from dantex.server.connect import start_connect
 
         start_connect(self, match)
@@ -522,6 +540,8 @@ class SocksSession(Protocol):
             transport.loseConnection()
 
     def _cleanup(self) -> None:
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         while self.cleanups:
             self.cleanups.pop()()
         self._cancel_deadline()
@@ -599,6 +619,8 @@ class SocksSession(Protocol):
         """The relay closed both connections: write the end-of-session lines."""
         self.state = State.CLOSED
         self.runtime.sessions.discard(self)
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         relay = self.relay
         assert relay is not None
         c_read, c_written, t_read, t_written = relay.counts()
