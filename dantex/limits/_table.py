@@ -164,7 +164,8 @@ class LimitTable:
                 return None
             reuse = off
         mm[reuse : reuse + size] = bytes(size)
-        mm[reuse : reuse + 16] = digest
+        # a new bucket is full: its last update is infinitely long ago
+        _FIXED.pack_into(mm, reuse, digest, 0.0, 0.0, float("-inf"), 0.0, 0, 0)
         return reuse
 
     def _dead(self, off: int, now: float) -> bool:

@@ -39,8 +39,9 @@ def charge(tokens: float, stamp: float, now: float, rate: int, n: int) -> float:
 
 
 def wait_for(tokens: float, rate: int) -> float:
-    """Seconds until a credit of ``tokens`` is back to zero (0 if not negative)."""
-    return -tokens / rate if tokens < 0 else 0.0
+    """Seconds until a credit of ``tokens`` is back to zero (0 if less than
+    one byte is owed: float rounding must not cost another timer)."""
+    return -tokens / rate if tokens < -0.5 else 0.0
 
 
 class TokenBucket:

@@ -28,6 +28,7 @@ from dantex import __version__
 from dantex._interfaces import IServerReactor
 from dantex.config import ConfigErrors, load
 from dantex.config.model import Config
+from dantex.limits._shared import SharedLimits
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
@@ -101,6 +102,8 @@ class SupervisorService(service.Service):
         self.stopping = False
         self._old_hup: Any = None
         self._old_usr1: Any = None
+        #: session counters and buckets shared by the workers (dantex.limits)
+        self.limits = SharedLimits(count)
 
     # -- start -------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class SupervisorService(service.Service):
         ]
         if self.config_path is not None:
             args += ["--config", self.config_path]
+        args += ["--limits", self.limits.path]
         for spec in specs:
             args += ["--socket", spec]
         worker = _Worker(self, index)
@@ -169,6 +173,7 @@ class SupervisorService(service.Service):
     def _worker_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+        self.limits.worker_gone(worker.index)
         if self.stopping:
             return
         how = (
@@ -246,6 +251,7 @@ class SupervisorService(service.Service):
         done: Deferred[Any] = DeferredList(waits)
 
         def close(result: object) -> object:
+            self.limits.close()
             for socks in self.sockets:
                 for sock, _host, _port in socks:
                     sock.close()
