@@ -27,6 +27,8 @@ __all__ = ["Gate", "Meter", "Shaper", "TableMeter"]
 class Meter(Protocol):
     """A token bucket as the shaper sees it (see :mod:`dantex.limits.bucket`)."""
 
+    rate: int
+
     def take(self, n: int) -> float:
         """Charge ``n`` bytes; seconds to pause (0: go on)."""
 
@@ -105,11 +107,22 @@ class Shaper:
             ``IPushProducer``).
         :param target: the target-side transport.
         """
+        # Smaller reads at low rates: a 64 KiB read at 100 KB/s would be a
+        # 0.6 s step; ~1/16 s of bytes keeps the flow (and the sharing) smooth.
+        chunk = self.read_size()
+        for transport in (client, target):
+            if isinstance(getattr(transport, "bufferSize", None), int):
+                transport.bufferSize = chunk  # type: ignore[attr-defined]
         from_client = Gate(client)  # type: ignore[arg-type]
         from_target = Gate(target)  # type: ignore[arg-type]
         self._gates = {"client": from_client, "target": from_target}
         client.registerProducer(from_target, True)  # type: ignore[attr-defined]
         target.registerProducer(from_client, True)  # type: ignore[attr-defined]
+
+    def read_size(self) -> int:
+        """How much a shaped transport reads at once (1 KiB .. 64 KiB)."""
+        rate = getattr(self.meter, "rate", 65536 * 16)
+        return int(min(65536, max(1024, rate // 16)))
 
     def consumed(self, side: str, n: int) -> None:
         """``n`` bytes were read from ``side`` ("client" or "target")."""
