@@ -102,8 +102,9 @@ class SupervisorService(service.Service):
         self.stopping = False
         self._old_hup: Any = None
         self._old_usr1: Any = None
-        #: session counters and buckets shared by the workers (dantex.limits)
-        self.limits = SharedLimits(count)
+        #: session counters and buckets shared by the workers (dantex.limits);
+        #: made when the service starts
+        self.limits: SharedLimits | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -133,6 +134,7 @@ class SupervisorService(service.Service):
         super().startService()  # type: ignore[no-untyped-call]
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+        self.limits = SharedLimits(self.count)
         for i in range(self.count):
             self._spawn(i)
         self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")
@@ -155,7 +157,8 @@ class SupervisorService(service.Service):
         ]
         if self.config_path is not None:
             args += ["--config", self.config_path]
-        args += ["--limits", self.limits.path]
+        if self.limits is not None:
+            args += ["--limits", self.limits.path]
         for spec in specs:
             args += ["--socket", spec]
         worker = _Worker(self, index)
@@ -173,7 +176,8 @@ class SupervisorService(service.Service):
     def _worker_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
-        self.limits.worker_gone(worker.index)
+        if self.limits is not None:
+            self.limits.worker_gone(worker.index)
         if self.stopping:
             return
         how = (
@@ -251,7 +255,9 @@ class SupervisorService(service.Service):
         done: Deferred[Any] = DeferredList(waits)
 
         def close(result: object) -> object:
-            self.limits.close()
+            if self.limits is not None:
+                self.limits.close()
+                self.limits = None
             for socks in self.sockets:
                 for sock, _host, _port in socks:
                     sock.close()
