@@ -163,3 +163,23 @@ def test_unlimited_rules_never_touch_the_table() -> None:
     assert m.session.limits is None
     assert m.session.runtime.limit_table is None
     m.session.connectionLost()
+
+
+def test_slot_taken_at_accept_is_freed_by_a_protocol_error() -> None:
+    """A client-rule slot is given back when negotiation fails (bad version)."""
+    s = Sessions(conf(client_extra="session.max: 1"))
+    bad = s.new()
+    assert s.table.in_use(_client_digest(), 0.0) == 1
+    bad.send(b"\x06\x01\x00")  # no such SOCKS version: closed without a reply
+    assert not bad.transport.connected
+    assert s.table.in_use(_client_digest(), 0.0) == 0
+    s.connected()
+
+
+def test_client_rule_bandwidth_reaches_the_relay() -> None:
+    """A client-rule's bandwidth is the session's when the socks-rule has none."""
+    s = Sessions(conf(client_extra="bandwidth: 5000"))
+    m = s.connected()
+    held = m.session.limits
+    assert held is not None and held.bandwidth is not None
+    assert held.bandwidth.rate == 5000
