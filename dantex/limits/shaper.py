@@ -121,8 +121,7 @@ class Shaper:
 
     def read_size(self) -> int:
         """How much a shaped transport reads at once (1 KiB .. 64 KiB)."""
-        rate = getattr(self.meter, "rate", 65536 * 16)
-        return int(min(65536, max(1024, rate // 16)))
+        return int(min(65536, max(1024, self.meter.rate // 16)))
 
     def consumed(self, side: str, n: int) -> None:
         """``n`` bytes were read from ``side`` ("client" or "target")."""

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dantex.auth._base import printable
-from dantex.limits.sessions import limited
+from dantex.limits.sessions import client_rule_passed, limited, socks_rule_passed
 from dantex.log.format import (
     client_text,
     dante_addr,
@@ -47,10 +47,8 @@ from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
-    from dantex.limits.sessions import Held
-
-if TYPE_CHECKING:
     from dantex.config.model import Rule
+    from dantex.limits.sessions import Held
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
 
@@ -292,8 +290,6 @@ class SocksSession(Protocol):
                 )
             )
         if match.rule is not None and limited(match.rule):
-            from dantex.limits.sessions import client_rule_passed
-
             client_rule_passed(self, match.rule)
         self.state = State.NEGOTIATING
         self._resume()
@@ -389,8 +385,6 @@ class SocksSession(Protocol):
             self.blocked(match, reason=self.auth_error)
             return
         if self.limits is not None or limited(match.rule):
-            from dantex.limits.sessions import socks_rule_passed
-
             assert match.rule is not None
             why = socks_rule_passed(self, match.rule, self.client_rule)
             if why is not None:
