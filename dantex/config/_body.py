@@ -98,6 +98,10 @@ def rule(p: Parser, kind: RuleKind, head: Token, verdict_tok: Token) -> None:
         raise _missing(body, "from:" if body.src is None else "to:")
     if body.session:
         body.fields["session"] = _session(p, body)
+    if "bandwidth_key" in body.fields and "bandwidth" not in body.fields:
+        raise ConfigError(
+            head.span, "'bandwidth.state.key' needs 'bandwidth:' in the same rule"
+        )
     if body.extras:
         body.fields["extras"] = dict(body.extras)
     rules = p.rules[kind]

@@ -68,3 +68,9 @@ def test_hostindex_stays_refused() -> None:
         " session.state.key.hostindex: 1 }\n"
     )
     assert any("'session.state.key.hostindex' is not supported yet" in e for e in errs)
+
+
+def test_bandwidth_key_needs_a_bandwidth() -> None:
+    """bandwidth.state.key alone would do nothing: refused."""
+    (err,) = errors_of("socks pass { from: 0/0 to: 0/0\n bandwidth.state.key: from }\n")
+    assert "'bandwidth.state.key' needs 'bandwidth:'" in err
