@@ -111,3 +111,22 @@ def test_buckets_in_the_table_share_credit() -> None:
     assert table.take(bw, 1000, 500, 0.0) == pytest.approx(0.5)
     assert table.wait(bw, 1000, 0.25) == pytest.approx(0.25)
     assert table.take(bw, 1000, 250, 0.5) == pytest.approx(0.25)
+
+
+def test_supervisor_file_lives_in_a_private_directory() -> None:
+    """SharedLimits makes a 0700 directory with the table; close removes it."""
+    import os
+    import stat
+
+    from dantex.limits._shared import SharedLimits
+
+    shared = SharedLimits(2)
+    directory = os.path.dirname(shared.path)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    worker = LimitTable.open(shared.path, 1)
+    assert worker.admit([Check(A, max=1)], 0.0) is None
+    shared.worker_gone(1)
+    assert worker.in_use(A, 0.0) == 0
+    worker.close()
+    shared.close()
+    assert not os.path.exists(directory)
