@@ -329,6 +329,31 @@ def test_session_max_holds_across_two_workers(
         wait_until(lambda: admitted_and_closed(server, origins.echo_port), 10)
 
 
+def test_bandwidth_is_shared_across_two_workers(
+    dantex: RunDantex, origin: Origin
+) -> None:
+    """With --workers 2 the rule's bucket is one: tunnels served by both
+    workers add up to the rule's rate."""
+    server = dantex(socks_rule(f"bandwidth: {RATE}"), workers=2)
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    opened = re.compile(r"\[(\d+)\]: info: pass\(1\): tcp/connect \[")
+    pids: set[str] = set()
+    for _ in range(8):  # until both workers serve one (the kernel spreads them)
+        pairs += open_streams(server, origin, 1)
+        n = len(pairs)
+        wait_until(lambda: len(opened.findall(server.log_text())) >= n)  # noqa: B023
+        pids = set(opened.findall(server.log_text()))
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2
+    with blasting([far for _c, far in pairs]):
+        rates = measure_all([client for client, _f in pairs])
+    for client, far in pairs:
+        client.close()
+        far.close()
+    assert sum(rates) == pytest.approx(RATE, rel=0.10)
+
+
 def admitted_and_closed(server: DantexServer, port: int) -> bool:
     s = admitted(server, port)
     if s is None:
