@@ -6,6 +6,6 @@
 * :mod:`._table` -- the counters, in memory or shared by ``--workers N``.
 
 Not implemented: ``session.state.key: hostid`` and
-``session.state.key.hostindex`` (no host ids on Linux); socks-rule limits for
-BIND and UDP ASSOCIATE (they count against the client-rule).
+``session.state.key.hostindex`` (no host ids on Linux); shaping of UDP
+datagrams (``bandwidth:`` applies to TCP relays).
 """

@@ -18,8 +18,8 @@ inheritance).  Keys (``session.state.key``, dantex's ``bandwidth.state.key``):
 available on Linux and refused by the configuration.
 
 Slots are held in a :class:`Held` on the session and given back by
-:meth:`Held.release` however the session ends.  UDP and BIND count against
-the client-rule only; socks-rule limits apply to CONNECT.
+:meth:`Held.release` however the session ends.  BIND and UDP ASSOCIATE are
+counted like CONNECT (UDP against the rule its control connection matched).
 """
 
 from __future__ import annotations

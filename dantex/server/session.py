@@ -384,15 +384,23 @@ class SocksSession(Protocol):
         if self.auth_error is not None:
             self.blocked(match, reason=self.auth_error)
             return
-        if self.limits is not None or limited(match.rule):
-            assert match.rule is not None
-            why = socks_rule_passed(self, match.rule, self.client_rule)
-            if why is not None:
-                self.blocked(match, reason=why)
-                return
+        if not self.admit_limits(match):
+            return
         from dantex.server.connect import start_connect
 
         start_connect(self, match)
+
+    def admit_limits(self, match: Match) -> bool:
+        """Count this session against the passing socks-rule's limits
+        (:mod:`dantex.limits.sessions`); False when refused (answered)."""
+        if self.limits is None and not limited(match.rule):
+            return True
+        assert match.rule is not None
+        why = socks_rule_passed(self, match.rule, self.client_rule)
+        if why is not None:
+            self.blocked(match, reason=why)
+            return False
+        return True
 
     # -- the ways out ----------------------------------------------------------------
 

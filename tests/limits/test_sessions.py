@@ -183,3 +183,35 @@ def test_client_rule_bandwidth_reaches_the_relay() -> None:
     held = m.session.limits
     assert held is not None and held.bandwidth is not None
     assert held.bandwidth.rate == 5000
+
+
+UDP_CONF = (
+    HEAD
+    + "external: 127.0.0.1\n"
+    + CLIENT
+    + "socks pass { from: 0/0 to: 0/0 session.max: 1 log: error connect disconnect\n"
+    " command: bind udpassociate\n}\n"
+)
+# RFC 1928 §4: VER=5 CMD=3 (UDP ASSOCIATE) RSV ATYP=1 0.0.0.0 port 0
+ASSOCIATE = b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"
+# RFC 1928 §4: VER=5 CMD=2 (BIND) RSV ATYP=1 127.0.0.1 port 0
+BIND = b"\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x00"
+
+
+def test_udp_and_bind_count_against_their_socks_rule() -> None:
+    """An association holds the rule's slot: a second one and a BIND are
+    refused (REP=2) until it ends."""
+    first = memory_session(UDP_CONF)
+    first.send(GREETING)
+    assert first.send(ASSOCIATE)[:2] == b"\x05\x00"
+    second = memory_session(UDP_CONF)
+    second.send(GREETING)
+    assert second.send(ASSOCIATE)[:2] == b"\x05\x02"
+    bind = memory_session(UDP_CONF)
+    bind.send(GREETING)
+    assert bind.send(BIND)[:2] == b"\x05\x02"
+    first.session.connectionLost()
+    again = memory_session(UDP_CONF)
+    again.send(GREETING)
+    assert again.send(ASSOCIATE)[:2] == b"\x05\x00"
+    again.session.connectionLost()
