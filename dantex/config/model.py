@@ -190,7 +190,7 @@ class SessionLimits:
 
     max: int | None = None
     throttle: tuple[int, int] | None = None  #: (clients, seconds)
-    state_key: str | None = None  #: "from" or "hostid"
+    state_key: str | None = None  #: "from", "hostid" or "user" (dantex)
     state_hostindex: int | None = None
     state_max: int | None = None
     state_throttle: tuple[int, int] | None = None
@@ -221,6 +221,8 @@ class Rule:
     log: frozenset[str] = frozenset()
     timeouts: Mapping[str, float] = field(factory=dict)
     bandwidth: int | None = None  #: bytes per second
+    #: dantex: ``bandwidth.state.key`` (``from``/``user``: a bucket per key)
+    bandwidth_key: str | None = None
     session: SessionLimits | None = None
     redirect_from: AddressSpec | None = None
     redirect_to: AddressSpec | None = None

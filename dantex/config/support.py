@@ -124,6 +124,13 @@ FEATURES: dict[str, Feature] = {
     "session.state.max": Feature(_LIMITS, "Rule.session.state_max"),
     "session.state.throttle": Feature(_LIMITS, "Rule.session.state_throttle"),
     "session.inheritable": Feature(_LIMITS, "Rule.session.inheritable"),
+    "session.state.key:hostid": Feature(
+        _LIMITS,
+        "Rule.session.state_key",
+        "session.state.key: hostid is not supported on this system",
+        "Linux has no TCP_IPA host-id option; use 'from' or 'user'",
+    ),
+    "bandwidth.state.key": Feature(_LIMITS, "Rule.bandwidth_key"),
     "redirect from": Feature(_LIMITS, "Rule.redirect_from"),
     "redirect to": Feature(_LIMITS, "Rule.redirect_to"),
     "redirect from:route": Feature(_LIMITS, "Route.redirect_from"),
@@ -192,6 +199,15 @@ SUPPORTED: frozenset[str] = frozenset(
         # (dantex/server/httpconnect.py); timeout.shutdown and
         # metrics.internal are dantex keywords, not gated
         "extension:httpconnect",
+        # resource control, bandwidth and session limits (dantex/limits/)
+        "bandwidth",
+        "bandwidth.state.key",
+        "session.max",
+        "session.throttle",
+        "session.state.key",
+        "session.state.max",
+        "session.state.throttle",
+        "session.inheritable",
     }
 )
 

@@ -25,6 +25,7 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dantex.limits.shaper import Shaper
 from dantex.limits.timeouts import FIN_WAIT_REASON, IO_REASON
 
 __all__ = ["EndReason", "Relay", "TransportTarget", "TwistedRelay"]
@@ -151,6 +152,8 @@ class _Side(Protocol):
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
+        if relay.shaper is not None:
+            relay.shaper.consumed(self.name, len(data))
 
     def readConnectionLost(self) -> None:
         self.relay._half_closed(self)
@@ -245,6 +248,8 @@ class TwistedRelay(Relay):
     """
 
     kind = "copy"
+    #: ``bandwidth:``: pauses the transports while the bucket is in debt
+    shaper: Shaper | None = None
 
     def __init__(
         self,
@@ -287,7 +292,9 @@ class TwistedRelay(Relay):
                 side.transport.write(first)
         self._sockets = ()  # type: ignore[assignment]
         c, t = self.client.transport, self.target.transport
-        if c is not None and t is not None:
+        if c is not None and t is not None and self.shaper is not None:
+            self.shaper.attach(c, t)
+        elif c is not None and t is not None:
             c.registerProducer(t, True)  # type: ignore[attr-defined]
             t.registerProducer(c, True)  # type: ignore[attr-defined]
 
@@ -343,6 +350,8 @@ class TwistedRelay(Relay):
             else:
                 peer.transport.loseConnection()
         if self._closed == {"client", "target"}:
+            if self.shaper is not None:
+                self.shaper.stop()
             self._ended(self._first or EndReason(side.name))
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:

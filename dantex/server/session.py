@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dantex.auth._base import printable
+from dantex.limits.sessions import client_rule_passed, limited, socks_rule_passed
 from dantex.log.format import (
     client_text,
     dante_addr,
@@ -51,6 +52,7 @@ from dantex.server.session_auth import SessionAuth
 if TYPE_CHECKING:
     from dantex.config.model import Rule
     from dantex.limits.monitors import Member
+    from dantex.limits.sessions import Held
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
 
@@ -132,6 +134,8 @@ class SocksSession(Protocol):
         self.relay: Relay | None = None
         #: the ``monitor { }`` watching this session, if one matched
         self.monitored: Member | None = None
+        #: session slots and bucket (rules with limits only; dantex.limits)
+        self.limits: Held | None = None
         self.started = 0.0
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
@@ -302,6 +306,8 @@ class SocksSession(Protocol):
                     f"{dante_addr(self.client)} {dante_addr(self.server)}",
                 )
             )
+        if match.rule is not None and limited(match.rule):
+            client_rule_passed(self, match.rule)
         self.state = State.NEGOTIATING
         self._rule_negotiate_timeout(match)
         self._resume()
@@ -407,9 +413,23 @@ class SocksSession(Protocol):
         if self.auth_error is not None:
             self.blocked(match, reason=self.auth_error)
             return
+        if not self.admit_limits(match):
+            return
         from dantex.server.connect import start_connect
 
         start_connect(self, match)
+
+    def admit_limits(self, match: Match) -> bool:
+        """Count this session against the passing socks-rule's limits
+        (:mod:`dantex.limits.sessions`); False when refused (answered)."""
+        if self.limits is None and not limited(match.rule):
+            return True
+        assert match.rule is not None
+        why = socks_rule_passed(self, match.rule, self.client_rule)
+        if why is not None:
+            self.blocked(match, reason=why)
+            return False
+        return True
 
     # -- the ways out ----------------------------------------------------------------
 
@@ -567,6 +587,8 @@ class SocksSession(Protocol):
             transport.loseConnection()
 
     def _cleanup(self) -> None:
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         while self.cleanups:
             self.cleanups.pop()()
         self._cancel_deadline()
@@ -669,6 +691,8 @@ class SocksSession(Protocol):
         """The relay closed both connections: write the end-of-session lines."""
         self.state = State.CLOSED
         self.runtime.sessions.discard(self)
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         relay = self.relay
         assert relay is not None
         c_read, c_written, t_read, t_written = relay.counts()

@@ -30,6 +30,7 @@ from dantex import __version__
 from dantex._interfaces import IServerReactor
 from dantex.config import ConfigErrors, load
 from dantex.config.model import Config, InternalAddress
+from dantex.limits._shared import SharedLimits
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
@@ -114,6 +115,9 @@ class SupervisorService(service.Service):
         self.metrics_port: IListeningPort | None = None
         self._old_hup: Any = None
         self._old_usr1: Any = None
+        #: session counters and buckets shared by the workers (dantex.limits);
+        #: made when the service starts
+        self.limits: SharedLimits | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class SupervisorService(service.Service):
         super().startService()  # type: ignore[no-untyped-call]
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+        self.limits = SharedLimits(self.count)
         for i in range(self.count):
             self._spawn(i)
         self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")
@@ -181,6 +186,8 @@ class SupervisorService(service.Service):
         ]
         if self.config_path is not None:
             args += ["--config", self.config_path]
+        if self.limits is not None:
+            args += ["--limits", self.limits.path]
         for spec in specs:
             args += ["--socket", spec]
         worker = _Worker(self, index)
@@ -203,6 +210,8 @@ class SupervisorService(service.Service):
     def _worker_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+        if self.limits is not None:
+            self.limits.worker_gone(worker.index)
         if self.stopping:
             return
         how = (
@@ -297,6 +306,9 @@ class SupervisorService(service.Service):
         def stopped(result: object) -> object:
             if killer.active():
                 killer.cancel()
+            if self.limits is not None:
+                self.limits.close()
+                self.limits = None
             if self.metrics_port is not None:
                 self.metrics_port.stopListening()
             if self.metrics_dir is not None:
