@@ -4,18 +4,30 @@ Twisted's epoll reactor wraps every readiness event in
 ``log.callWithLogger`` (a context push and pop, for the legacy log system's
 per-descriptor prefixes).  dantex's descriptors log through ``Logger``
 objects and Dante-format lines, so the wrapper is pure cost: on the setup
-path it was several percent of the CPU.  Worker processes install this
-reactor; behaviour is otherwise the epoll reactor's own.
+path it was several percent of the CPU.  A plain readable or writable event
+on one of dantex's own :class:`~dantex.server.lean.Conn` descriptors (the
+relays' sockets) goes straight to its callback; everything else, and any
+exception, takes the epoll reactor's own path.  Worker processes install
+this reactor; behaviour is otherwise the epoll reactor's own.
 """
 
 from __future__ import annotations
 
 import errno
+import select
 
 from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dantex.server.lean import Conn
 
 __all__ = ["DantexReactor", "install"]
+
+_log = Logger()
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
 
 
 class DantexReactor(epollreactor.EPollReactor):
@@ -34,8 +46,24 @@ class DantexReactor(epollreactor.EPollReactor):
         dispatch = self._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)
-            if selectable is not None:
-                dispatch(selectable, fd, event)  # type: ignore[no-untyped-call]
+            if selectable is None:
+                continue
+            if type(selectable) is Conn and not selectable.closed:
+                try:
+                    if event == _IN:
+                        selectable.read_cb()
+                        continue
+                    if event == _OUT:
+                        selectable.write_cb()
+                        continue
+                except BaseException:
+                    failure = Failure()
+                    _log.failure("relay callback failed", failure)
+                    self._disconnectSelectable(  # type: ignore[no-untyped-call]
+                        selectable, failure.value, event == _IN
+                    )
+                    continue
+            dispatch(selectable, fd, event)  # type: ignore[no-untyped-call]
 
     doIteration = doPoll
 

@@ -6,8 +6,9 @@ the client's is the very descriptor that negotiated, so the hand-over costs
 no re-registration.  A direction borrows a pipe from a shared
 :class:`PipePool` only while bytes sit in it, so idle sessions hold no pipes;
 when no pipe can be had the direction falls back to ``recv``/``send`` through
-one bounded buffer.  A direction stops reading while anything it read is still
-unwritten: a slow reader never makes the server buffer more than one pipe.
+one bounded buffer.  A direction keeps reading while its pipe has room and
+stops when the pipe is full (or while the copy fallback holds bytes): a slow
+reader never makes the server buffer more than one pipe.
 """
 
 from __future__ import annotations
@@ -128,36 +129,53 @@ class _Flow:
         self.shut = False
 
     def pump(self) -> None:
-        """``src`` is readable: move what it has towards ``dst``."""
+        """``src`` is readable: move what it has towards ``dst``.
+
+        Reading goes on while the pipe has room, so the next bytes come in
+        while earlier ones wait for ``dst``; a full pipe stops reading.
+        """
         relay = self.relay
         if relay._done:
             return
-        if self.buf or self.pipe is not None:  # still draining: stop reading
+        if self.buf:  # the copy fallback holds bytes: stop reading
             self.src.want_read(False)
             return
         if relay._track:
             relay.last_active = relay._clock.seconds()
-        pipe = self.pool.acquire()
+        pipe = self.pipe
+        fresh = pipe is None
         if pipe is None:
-            self._copy()
+            pipe = self.pool.acquire()
+            if pipe is None:
+                self._copy()
+                return
+        room = pipe[2] - self.pipe_bytes
+        if room <= 0:
+            self.src.want_read(False)
             return
         try:
-            n = _splice(self.src.fd, pipe[1], pipe[2], flags=_FLAGS)  # type: ignore[misc]
+            n = _splice(self.src.fd, pipe[1], room, flags=_FLAGS)  # type: ignore[misc]
         except BlockingIOError:
-            self.pool.release(pipe)
+            if fresh:
+                self.pool.release(pipe)
             return
         except OSError as e:
-            self.pool.release(pipe)
+            if fresh:
+                self.pool.release(pipe)
             relay._failed(self.src, os.strerror(e.errno or errno.EIO))
             return
         if n == 0:
-            self.pool.release(pipe)
+            if fresh:
+                self.pool.release(pipe)
             self._eof()
             return
         self.read += n
         self.pipe = pipe
-        self.pipe_bytes = n
-        self.drain()
+        self.pipe_bytes += n
+        if not self.dst.writing:  # otherwise writability will drain it
+            self.drain()
+        elif n == room:
+            self.src.want_read(False)
 
     def _copy(self) -> None:
         """No pipe to be had: one bounded recv/send instead."""
@@ -199,9 +217,15 @@ class _Flow:
         except OSError as e:
             relay._failed(dst, os.strerror(e.errno or errno.EIO))
             return
-        if self.buf or self.pipe is not None:
-            self.src.want_read(False)
+        pipe = self.pipe
+        if self.buf or pipe is not None:
             dst.want_write(True)
+            self.src.want_read(
+                not self.buf
+                and not self.eof
+                and pipe is not None
+                and self.pipe_bytes < pipe[2]
+            )
             return
         dst.want_write(False)
         if self.eof:
