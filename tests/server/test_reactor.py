@@ -18,7 +18,7 @@ def pair() -> Iterator[tuple[DantexReactor, socket.socket, socket.socket]]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     yield reactor, ours, theirs
-    reactor.removeAll()
+    reactor.removeAll()  # type: ignore[no-untyped-call]
     ours.close()
     theirs.close()
     reactor._poller.close()
@@ -55,6 +55,6 @@ def test_failing_callback_loses_the_conn_not_the_reactor(
     conn.want_read(True)
     theirs.send(b"x")
     reactor.doPoll(0.5)
-    assert [f.value.args for f in lost] == [("boom",)]
+    assert [str(f.value) for f in lost] == ["boom"]
     assert ours.fileno() not in reactor._selectables
     reactor.doPoll(0)  # the reactor itself carries on
