@@ -188,29 +188,40 @@ def tree_memory(pid: int) -> tuple[int, int, int]:
 # -- configurations ---------------------------------------------------------------
 
 
-def filler_rules(n: int) -> str:
-    """``n`` client and ``n`` socks block rules that never match a loopback client.
+def filler_rules(n: int, shape: str = "net") -> str:
+    """``n`` client and ``n`` socks block rules that never match a benchmark client.
 
-    Client rules block 10.x.y.0/24 sources; socks rules block 10.x.y.0/24
-    destinations on one port each (as bench/rules_bench.py): every request
-    must rule all of them out before it reaches the pass rules.
+    ``net``: client rules block 10.x.y.0/24 sources, socks rules block
+    10.x.y.0/24 destinations on one port each (as bench/rules_bench.py); an
+    engine that indexes networks skips them all.  ``port``: every rule names
+    ``0.0.0.0/0`` and a port in 1..1000 (below the ephemeral range, so
+    neither the client's source port nor the target's port is ever one of
+    them): nothing to index on the address, each rule must be looked at.
+    Either way every request must rule all of them out before it reaches
+    the pass rules.
     """
     out = []
     for i in range(n):
         net = f"10.{(i >> 8) & 255}.{i & 255}.0/24"
-        out.append(f"client block {{\n  from: {net} to: 0.0.0.0/0\n}}\n")
+        port = 1 + i % 1000
+        if shape == "port":
+            out.append(
+                f"client block {{\n  from: 0.0.0.0/0 port = {port} to: 0.0.0.0/0\n}}\n"
+            )
+        else:
+            out.append(f"client block {{\n  from: {net} to: 0.0.0.0/0\n}}\n")
     for i in range(n):
         net = f"10.{(i >> 8) & 255}.{i & 255}.0/24"
-        out.append(
-            f"socks block {{\n  from: 0.0.0.0/0 to: {net} port = {1 + i % 60000}\n}}\n"
-        )
+        port = 1 + i % 1000
+        dest = "0.0.0.0/0" if shape == "port" else net
+        out.append(f"socks block {{\n  from: 0.0.0.0/0 to: {dest} port = {port}\n}}\n")
     return "".join(out)
 
 
-def rules_text(n: int, logging: bool) -> str:
+def rules_text(n: int, logging: bool, shape: str = "net") -> str:
     log = "  log: connect disconnect error\n" if logging else ""
     return (
-        filler_rules(n)
+        filler_rules(n, shape)
         + f"client pass {{\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n{log}}}\n"
         + f"socks pass {{\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n{log}}}\n"
     )
@@ -221,6 +232,7 @@ class Flavour:
     """What a proxy is configured with."""
 
     rules: int = 0
+    shape: str = "net"  # of the filler rules: see filler_rules()
     auth: bool = False  # RFC 1929 username/password
     logging: bool = False  # connect/disconnect lines
 
@@ -234,6 +246,8 @@ class System:
     port: int = 0
     proc: Proc | None = None
     auth: str | None = None  # "user:password" for the load generator
+    #: starts another instance configured alike (the caller stops it)
+    spawn: Callable[[], System] | None = field(default=None, repr=False)
 
 
 def nice_fn(nice: int | None) -> Callable[[], None] | None:
@@ -284,7 +298,9 @@ def start_dantex(
         head += f"socksmethod: username\nusername.passwordfile: {d / 'passwd'}\n"
     else:
         head += "socksmethod: none\n"
-    (d / "sockd.conf").write_text(head + rules_text(flavour.rules, flavour.logging))
+    (d / "sockd.conf").write_text(
+        head + rules_text(flavour.rules, flavour.logging, flavour.shape)
+    )
     if a.dantex_cmd:
         cmd = shlex.split(a.dantex_cmd)
     else:
@@ -338,7 +354,7 @@ def start_danted(
             f"internal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n"
             f"socksmethod: {'username' if flavour.auth else 'none'}\n"
             "clientmethod: none\nuser.privileged: root\nuser.unprivileged: nobody\n"
-            + rules_text(flavour.rules, flavour.logging)
+            + rules_text(flavour.rules, flavour.logging, flavour.shape)
         )
         (d / "danted.conf").write_text(conf)
         with open(d / "danted.out", "wb") as out:
@@ -517,7 +533,7 @@ def measurements(
             Measurement(
                 "setups",
                 f"connection setups, {a.concurrency} concurrent clients"
-                + (f", {a.rules} filler rules" if a.rules else ""),
+                + (f", {a.rules} filler rules ({a.rule_shape})" if a.rules else ""),
                 lambda s: bench.run(
                     s, "setups", "--concurrency", str(a.concurrency), "--duration", secs
                 ),
@@ -548,7 +564,7 @@ def measurements(
             Measurement(
                 "idle",
                 f"memory per idle tunnel ({a.idle} tunnels, proxy process tree)",
-                lambda s: bench.idle(s, a.idle),
+                lambda s: fresh_idle(bench, s),
                 [
                     Column("rss_kib_per_conn", "RSS KiB/tunnel", "{:.1f}"),
                     Column("pss_kib_per_conn", "PSS KiB/tunnel", "{:.1f}"),
@@ -578,6 +594,20 @@ def measurements(
             )
         ]
     raise ValueError(scenario)
+
+
+def fresh_idle(bench: Bench, system: System) -> Result:
+    """The idle scenario on a new instance of ``system``: memory a process
+    keeps from earlier tunnels (allocator caches, danted's process pool)
+    would hide the cost of new ones."""
+    assert system.spawn is not None
+    fresh = system.spawn()
+    try:
+        warm_up(bench, [fresh])
+        return bench.idle(fresh, bench.a.idle)
+    finally:
+        if fresh.proc is not None:
+            fresh.proc.stop()
 
 
 def integrity(results: list[Result]) -> str:
@@ -646,7 +676,7 @@ def machine(a: argparse.Namespace) -> str:
         f"- command: `{shlex.join(['bench/run.py', *sys.argv[1:]])}`\n"
         f"- rounds {a.rounds}, setups {a.seconds} s per run, "
         f"nice {'unchanged' if a.nice is None else a.nice}, "
-        f"filler rules {a.rules}\n"
+        f"filler rules {a.rules} ({a.rule_shape})\n"
     )
 
 
@@ -697,7 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="direct,dantex,danted,microsocks",
         help="comma list of direct, dantex, danted, microsocks",
     )
-    p.add_argument("--rounds", type=int, default=None, help="default 3 (--quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="default 5 (--quick 1)")
     p.add_argument("--quick", action="store_true", help="small counts, one round")
     p.add_argument(
         "--seconds",
@@ -733,6 +763,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="non-matching client and socks rules before the pass "
         "rules (dantex and danted, all scenarios but realistic)",
     )
+    p.add_argument(
+        "--rule-shape",
+        choices=("net", "port"),
+        default="net",
+        help="filler rules on distinct networks (indexable) or on ports of 0/0",
+    )
     p.add_argument("--realistic-rules", type=int, default=100)
     p.add_argument(
         "--dantex-cmd",
@@ -758,13 +794,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="niceness of the proxies under test (e.g. -20)",
     )
     p.add_argument("--markdown", type=Path, default=None, help="write the tables here")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the configurations and logs of the proxies under this directory",
+    )
     p.add_argument("--build-dir", type=Path, default=BENCH / "build")
     p.add_argument(
         "--json", type=Path, default=None, help="write every raw result here"
     )
     a = p.parse_args(argv)
     q = a.quick
-    a.rounds = a.rounds or (1 if q else 3)
+    a.rounds = a.rounds or (1 if q else 5)
     a.seconds = a.seconds or (0.5 if q else 2.0)
     a.bulk_mib = a.bulk_mib or (32 if q else 512)
     a.rtt_count = a.rtt_count or (500 if q else 5000)
@@ -783,35 +825,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def start_systems(
     a: argparse.Namespace, flavour: Flavour, tmp: Path, procs: list[Proc], direct: bool
 ) -> list[System]:
-    out: list[System] = []
-    suffix = "" if flavour == Flavour(rules=a.rules) else "+auth"
+    """Start the proxies of ``a.systems`` (recorded in ``procs`` for the end)."""
+    makers: list[Callable[[], System]] = []
+    suffix = "+auth" if flavour.auth else ""
     for kind in a.systems:
         if kind == "direct":
             if direct:
-                out.append(System("direct", "direct"))
+                makers.append(lambda: System("direct", "direct"))
         elif kind == "dantex":
             for w in a.dantex_workers:
-                s = start_dantex(a, w, flavour, tmp, f"dantex-w{w}{suffix}")
-                assert s.proc is not None
-                procs.append(s.proc)
-                out.append(s)
+                name = f"dantex-w{w}{suffix}"
+                makers.append(
+                    lambda w=w, name=name: start_dantex(a, w, flavour, tmp, name)  # type: ignore[misc]
+                )
         elif kind == "danted":
-            s = start_danted(a, flavour, tmp, "danted")
-            assert s.proc is not None
-            procs.append(s.proc)
-            out.append(s)
+            makers.append(lambda: start_danted(a, flavour, tmp, "danted"))
         elif kind == "microsocks":
             if flavour.auth or flavour.rules:
                 continue  # no rules, no logging: not comparable
             if shutil.which("microsocks") is None:
                 print("run.py: microsocks is not installed: left out", file=sys.stderr)
                 continue
-            s = start_microsocks(a, tmp)
-            assert s.proc is not None
-            procs.append(s.proc)
-            out.append(s)
+            makers.append(lambda: start_microsocks(a, tmp))
         else:
             raise SystemExit(f"run.py: unknown system {kind!r}")
+    out = []
+    for make in makers:
+        system = make()
+        system.spawn = make
+        if system.proc is not None:
+            procs.append(system.proc)
+        out.append(system)
     return out
 
 
@@ -830,21 +874,36 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     started_at = time.monotonic()
     raise_nofile(4 * a.idle + 1024)
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if "idle" in a.scenarios and limit < 2 * a.idle + 256:
+        print(
+            f"run.py: note: open files are limited to {limit}: a one-process proxy "
+            f"cannot hold {a.idle} tunnels (2 descriptors each)",
+            file=sys.stderr,
+        )
     loadgen, targets_bin = build(a.build_dir)
     procs: list[Proc] = []
     report = ["## bench/run.py results", "", machine(a)]
     print(report[-1], flush=True)
     all_results: dict[str, dict[str, list[Result]]] = {}
     failed = False
-    with tempfile.TemporaryDirectory(prefix="dantex-bench-") as tmpname, started(procs):
-        tmp = Path(tmpname)
+    with contextlib.ExitStack() as stack:
+        if a.workdir:
+            a.workdir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix="run-", dir=a.workdir))
+        else:
+            tmp = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+            )
+        stack.enter_context(started(procs))
         tp = subprocess.Popen([str(targets_bin)], stdout=subprocess.PIPE)
         procs.append(Proc("targets", tp, tmp, tmp / "none"))
         assert tp.stdout is not None
         ports = dict(tp.stdout.readline().decode().split() for _ in range(2))
         bench = Bench(loadgen, int(ports["echo"]), int(ports["sink"]), a)
         runnable = [s for s in a.scenarios if s != "micro"]
-        systems = start_systems(a, Flavour(rules=a.rules), tmp, procs, direct=True)
+        flavour = Flavour(rules=a.rules, shape=a.rule_shape)
+        systems = start_systems(a, flavour, tmp, procs, direct=True)
         warm_up(bench, systems)
         extra: dict[str, list[System]] = {"realistic": []}
         if "realistic" in runnable:
