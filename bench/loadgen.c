@@ -3,7 +3,7 @@
  *   loadgen setups --proxy P --target ECHO [--auth USER:PASS] [--concurrency 50]
  *                  [--duration 2] [--size 64]
  *   loadgen bulk   --proxy P --target SINK --streams N --bytes B
- *   loadgen rtt    --proxy P --target ECHO [--count 2000] [--size 64]
+ *   loadgen rtt    --proxy P --target ECHO [--count 2000] [--size 64] [--spin 1]
  *   loadgen idle   --proxy P --target ECHO --conns N [--concurrency 100]
  *
  * P = 0: no proxy (straight to the target: the "direct" baseline).  All
@@ -22,7 +22,9 @@
  * bulk:   N tunnels are set up first; then each uploads B bytes to the sink
  *         at once; the time runs from the first byte sent to the last
  *         sink acknowledgement (which says the bytes arrived intact).
- * rtt:    one tunnel, `count` sequential round trips after 100 unmeasured.
+ * rtt:    one tunnel, `count` sequential round trips after 100 unmeasured;
+ *         --spin 1: wait for each answer polling (MSG_DONTWAIT) instead of
+ *         sleeping, so the client's wake-up is not part of the time.
  * idle:   opens N tunnels (each checked with one round trip), prints a
  *         "ready" line, waits for a line on stdin, then does one more round
  *         trip on every tunnel and prints the result.
@@ -170,11 +172,18 @@ static void close_reset(int fd)
 
 /* -- blocking handshake (rtt, bulk) ---------------------------------------- */
 
+static int spin, spin_rtt; /* rtt: poll the socket instead of sleeping in read() */
+
 static int read_full(int fd, uint8_t *b, size_t n)
 {
     size_t have = 0;
+    uint64_t deadline = spin ? now_ns() + (uint64_t)(timeout_s * 1e9) : 0;
     while (have < n) {
-        ssize_t r = read(fd, b + have, n - have);
+        ssize_t r = recv(fd, b + have, n - have, spin ? MSG_DONTWAIT : 0);
+        if (r < 0 && spin && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (now_ns() > deadline) return -1;
+            continue;
+        }
         if (r <= 0) return -1;
         have += (size_t)r;
     }
@@ -511,6 +520,7 @@ static int run_rtt(void)
 {
     int fd = tunnel_blocking();
     if (fd >= 0) {
+        spin = spin_rtt;
         uint8_t *back = malloc((size_t)size);
         for (int i = 0; i < count + 100; i++) {
             const uint8_t *m = pat_at((uint64_t)i * 61u, 0);
@@ -661,6 +671,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--count")) count = atoi(v);
         else if (!strcmp(k, "--streams")) streams = atoi(v);
         else if (!strcmp(k, "--conns")) conns = atoi(v);
+        else if (!strcmp(k, "--spin")) spin_rtt = atoi(v);
         else if (!strcmp(k, "--bytes")) bytes_per_stream = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--auth")) {
             static char up[600];

@@ -151,12 +151,8 @@ def wait_until(
         time.sleep(0.05)
 
 
-def tree_memory(pid: int) -> tuple[int, int, int]:
-    """(VmRSS KiB, Pss KiB, process count) summed over ``pid`` and its descendants.
-
-    RSS counts pages shared between forked processes once per process; PSS
-    divides them among the sharers, so its sum is the real footprint.
-    """
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from the parent links in /proc/*/stat)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -167,11 +163,23 @@ def tree_memory(pid: int) -> tuple[int, int, int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    rss = pss = n = 0
+    out = []
     todo = [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(VmRSS KiB, Pss KiB, process count) summed over ``pid`` and its descendants.
+
+    RSS counts pages shared between forked processes once per process; PSS
+    divides them among the sharers, so its sum is the real footprint.
+    """
+    rss = pss = n = 0
+    for p in tree_pids(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
             m = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
@@ -183,6 +191,22 @@ def tree_memory(pid: int) -> tuple[int, int, int]:
         except OSError:
             continue
     return rss, pss, n
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used by ``pid``'s tree, including the
+    children it has reaped."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / _TICK
 
 
 # -- configurations ---------------------------------------------------------------
@@ -418,12 +442,27 @@ class Bench:
         cmd += ["--target", str(self.sink if mode == "bulk" else self.echo)]
         if system.auth:
             cmd += ["--auth", system.auth]
+        proxy0 = tree_cpu(system.proc.pid) if system.proc else 0.0
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             cmd + list(args), capture_output=True, check=False, timeout=600
         )
-        return self._parse(
+        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proxy_cpu = tree_cpu(system.proc.pid) - proxy0 if system.proc else 0.0
+        result = self._parse(
             out.stdout.decode(), out.stderr.decode(), system, label or mode
         )
+        client_cpu = (usage1.ru_utime - usage0.ru_utime) + (
+            usage1.ru_stime - usage0.ru_stime
+        )
+        result["client_cpu_s"] = client_cpu
+        result["proxy_cpu_s"] = proxy_cpu
+        ok = max(1, int(result.get("ok", 0)))
+        if mode == "bulk":  # CPU seconds per GB relayed
+            result["proxy_cpu_per_op"] = proxy_cpu / max(1e-9, result["bytes"] / 1e9)
+        elif mode == "setups" or mode == "rtt":  # CPU µs per setup
+            result["proxy_cpu_per_op"] = proxy_cpu * 1e6 / ok
+        return result
 
     def note(self, system: System, label: str, stderr: str) -> None:
         for line in stderr.strip().splitlines():
@@ -523,7 +562,10 @@ def measurements(
                     f"bulk upload, {n} stream{'s' if n > 1 else ''} "
                     f"({a.bulk_mib} MiB in all per run)",
                     run,
-                    [Column("mbps", "MB/s")],
+                    [
+                        Column("mbps", "MB/s"),
+                        Column("proxy_cpu_per_op", "proxy CPU s/GB", "{:.2f}"),
+                    ],
                     systems,
                 )
             )
@@ -541,6 +583,8 @@ def measurements(
                     Column("rate", "setups/s"),
                     Column("p50_us", "p50 µs"),
                     Column("p99_us", "p99 µs"),
+                    Column("proxy_cpu_per_op", "proxy CPU µs/setup"),
+                    Column("client_cpu_s", "loadgen CPU s", "{:.2f}"),
                 ],
                 systems,
             )
@@ -554,6 +598,7 @@ def measurements(
                 [
                     Column("p50_us", "p50 µs", "{:.1f}"),
                     Column("p99_us", "p99 µs", "{:.1f}"),
+                    Column("proxy_cpu_per_op", "proxy CPU µs/rt", "{:.1f}"),
                 ],
                 systems,
                 lower_is_better=True,
@@ -589,6 +634,8 @@ def measurements(
                     Column("rate", "setups/s"),
                     Column("p50_us", "p50 µs"),
                     Column("p99_us", "p99 µs"),
+                    Column("proxy_cpu_per_op", "proxy CPU µs/setup"),
+                    Column("client_cpu_s", "loadgen CPU s", "{:.2f}"),
                 ],
                 extra["realistic"],
             )
