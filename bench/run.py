@@ -44,8 +44,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-SCENARIOS = ("bulk", "setups", "rtt", "idle", "realistic", "micro")
-DEFAULT_SCENARIOS = ("bulk", "setups", "rtt", "idle", "realistic")
+SCENARIOS = ("bulk", "setups", "rtt", "idle", "realistic", "rules", "micro")
+DEFAULT_SCENARIOS = ("bulk", "setups", "rtt", "idle", "realistic", "rules")
 
 #: the account danted checks for ``socksmethod: username`` (system users)
 BENCH_USER = "dantexbench"
@@ -456,6 +456,8 @@ class Bench:
             usage1.ru_stime - usage0.ru_stime
         )
         result["client_cpu_s"] = client_cpu
+        if system.proc is None:
+            return result  # direct: no proxy CPU to report
         result["proxy_cpu_s"] = proxy_cpu
         ok = max(1, int(result.get("ok", 0)))
         if mode == "bulk":  # CPU seconds per GB relayed
@@ -640,6 +642,26 @@ def measurements(
                 extra["realistic"],
             )
         ]
+    if scenario == "rules":
+        n = a.rules or 1000
+        return [
+            Measurement(
+                "rules",
+                f"setups: plain names with {a.rules} filler rules, +{n}net and "
+                f"+{n}port with {n} client + {n} socks filler rules "
+                "(net: distinct networks; port: 0/0 and a port each)",
+                lambda s: bench.run(
+                    s, "setups", "--concurrency", str(a.concurrency), "--duration", secs
+                ),
+                [
+                    Column("rate", "setups/s"),
+                    Column("p50_us", "p50 µs"),
+                    Column("p99_us", "p99 µs"),
+                    Column("proxy_cpu_per_op", "proxy CPU µs/setup"),
+                ],
+                extra["rules"],
+            )
+        ]
     raise ValueError(scenario)
 
 
@@ -681,7 +703,10 @@ def table(m: Measurement) -> str:
     ref_direct = next((n for n in names if kinds[n] == "direct"), None)
     for name in names:
         rs = m.results[name]
-        cells = [name] + [c.fmt.format(med(name, c.key)) for c in m.columns]
+        cells = [name]
+        for c in m.columns:
+            present = any(c.key in r for r in m.results[name])
+            cells.append(c.fmt.format(med(name, c.key)) if present else "-")
         values = [float(r.get(first.key, 0)) for r in rs]
         cells.append(
             first.fmt.format(min(values)) + ".." + first.fmt.format(max(values))
@@ -713,7 +738,10 @@ def machine(a: argparse.Namespace) -> str:
         )
         cpu = m.group(1) if m else "?"
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    danted = sh("danted", "-v").split("\n")[0][:40] if shutil.which("danted") else "-"
+    danted = "-"
+    if shutil.which("danted"):
+        m = re.search(r"v(\d[\d.]*)", sh("danted", "-v"))
+        danted = f"danted {m.group(1).rstrip('.') if m else '?'}"
     return (
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}\n"
         f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}, "
@@ -870,11 +898,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start_systems(
-    a: argparse.Namespace, flavour: Flavour, tmp: Path, procs: list[Proc], direct: bool
+    a: argparse.Namespace,
+    flavour: Flavour,
+    tmp: Path,
+    procs: list[Proc],
+    direct: bool,
+    suffix: str = "",
 ) -> list[System]:
     """Start the proxies of ``a.systems`` (recorded in ``procs`` for the end)."""
     makers: list[Callable[[], System]] = []
-    suffix = "+auth" if flavour.auth else ""
     for kind in a.systems:
         if kind == "direct":
             if direct:
@@ -886,7 +918,7 @@ def start_systems(
                     lambda w=w, name=name: start_dantex(a, w, flavour, tmp, name)  # type: ignore[misc]
                 )
         elif kind == "danted":
-            makers.append(lambda: start_danted(a, flavour, tmp, "danted"))
+            makers.append(lambda: start_danted(a, flavour, tmp, f"danted{suffix}"))
         elif kind == "microsocks":
             if flavour.auth or flavour.rules:
                 continue  # no rules, no logging: not comparable
@@ -952,11 +984,22 @@ def main(argv: list[str] | None = None) -> int:
         flavour = Flavour(rules=a.rules, shape=a.rule_shape)
         systems = start_systems(a, flavour, tmp, procs, direct=True)
         warm_up(bench, systems)
-        extra: dict[str, list[System]] = {"realistic": []}
+        extra: dict[str, list[System]] = {"realistic": [], "rules": []}
         if "realistic" in runnable:
             flavour = Flavour(rules=a.realistic_rules, auth=True, logging=True)
-            extra["realistic"] = start_systems(a, flavour, tmp, procs, direct=False)
+            extra["realistic"] = start_systems(
+                a, flavour, tmp, procs, direct=False, suffix="+auth"
+            )
             warm_up(bench, extra["realistic"])
+        if "rules" in runnable:
+            n = a.rules or 1000
+            extra["rules"] = [s for s in systems if s.kind in ("dantex", "danted")]
+            for shape in ("net", "port"):
+                started_now = start_systems(
+                    a, Flavour(rules=n, shape=shape), tmp, procs, False, f"+{n}{shape}"
+                )
+                warm_up(bench, started_now)
+                extra["rules"] += started_now
         for scenario in runnable:
             for m in measurements(scenario, bench, systems, extra):
                 order = list(m.systems)
