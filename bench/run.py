@@ -312,7 +312,12 @@ def sha512_crypt(password: str) -> str:
 
 
 def start_dantex(
-    a: argparse.Namespace, workers: int, flavour: Flavour, tmp: Path, name: str
+    a: argparse.Namespace,
+    workers: int,
+    flavour: Flavour,
+    tmp: Path,
+    name: str,
+    checkout: Path,
 ) -> System:
     d = Path(tempfile.mkdtemp(prefix="dantex-", dir=tmp))
     log = d / "dantex.log"
@@ -335,7 +340,7 @@ def start_dantex(
         cmd = [sys.executable, twistd, "-n", "--pidfile=", "dante"]
     cmd += ["-c", str(d / "sockd.conf"), "--workers", str(workers)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(a.dantex_dir) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(checkout) + os.pathsep + env.get("PYTHONPATH", "")
     with open(d / "twistd.out", "wb") as out:
         popen = subprocess.Popen(
             cmd, cwd=d, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -728,9 +733,13 @@ def machine(a: argparse.Namespace) -> str:
             return "?"
         return (out.stdout or out.stderr).decode(errors="replace").strip()
 
-    commit = sh("git", "-C", str(a.dantex_dir), "rev-parse", "--short", "HEAD")
-    if sh("git", "-C", str(a.dantex_dir), "status", "--porcelain", "--", "dantex"):
-        commit += " (dantex/ modified)"
+    commits = []
+    for label, checkout in a.dantex_dirs:
+        commit = sh("git", "-C", str(checkout), "rev-parse", "--short", "HEAD")
+        if sh("git", "-C", str(checkout), "status", "--porcelain", "--", "dantex"):
+            commit += " + uncommitted changes in dantex/"
+        named = f"@{label} = " if len(a.dantex_dirs) > 1 else ""
+        commits.append(f"{named}{checkout} at {commit}")
     cpu = "?"
     with contextlib.suppress(OSError):
         m = re.search(
@@ -746,8 +755,8 @@ def machine(a: argparse.Namespace) -> str:
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}\n"
         f"- machine: {os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}, "
         f"load average at start {load}\n"
-        f"- python {platform.python_version()}, dantex commit {commit} "
-        f"({a.dantex_dir}), {danted}\n"
+        f"- python {platform.python_version()}, {danted}, "
+        f"dantex from {'; '.join(commits)}\n"
         f"- command: `{shlex.join(['bench/run.py', *sys.argv[1:]])}`\n"
         f"- rounds {a.rounds}, setups {a.seconds} s per run, "
         f"nice {'unchanged' if a.nice is None else a.nice}, "
@@ -758,7 +767,7 @@ def machine(a: argparse.Namespace) -> str:
 def micro(a: argparse.Namespace) -> str:
     """The in-process rule matching timings (bench/rules_bench.py)."""
     n = str(max(a.rules, 1000))
-    env = dict(os.environ, PYTHONPATH=str(a.dantex_dir))
+    env = dict(os.environ, PYTHONPATH=str(a.dantex_dirs[0][1]))
     out = subprocess.run(
         [sys.executable, str(BENCH / "rules_bench.py"), "--rules", n],
         capture_output=True, env=env, check=False, timeout=300,
@@ -853,9 +862,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--dantex-dir",
-        type=Path,
-        default=REPO,
-        help="checkout whose dantex is run (put on PYTHONPATH)",
+        default=str(REPO),
+        help="checkout whose dantex is run (put on PYTHONPATH); a comma list "
+        "runs each, named dantex-wN@DIRNAME, for before/after in one run",
     )
     p.add_argument(
         "--dantex-workers",
@@ -890,7 +899,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.scenarios = [x for x in a.scenarios.split(",") if x]
     a.systems = [x for x in a.systems.split(",") if x]
     a.dantex_workers = [int(x) for x in a.dantex_workers.split(",") if x]
-    a.dantex_dir = a.dantex_dir.resolve()
+    dirs = [Path(x).resolve() for x in a.dantex_dir.split(",") if x]
+    labels = [d.name for d in dirs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i + 1}" for i in range(len(dirs))]
+    a.dantex_dirs = list(zip(labels, dirs, strict=True))
     for s in a.scenarios:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s!r}")
@@ -912,11 +925,14 @@ def start_systems(
             if direct:
                 makers.append(lambda: System("direct", "direct"))
         elif kind == "dantex":
-            for w in a.dantex_workers:
-                name = f"dantex-w{w}{suffix}"
-                makers.append(
-                    lambda w=w, name=name: start_dantex(a, w, flavour, tmp, name)  # type: ignore[misc]
-                )
+            for label, checkout in a.dantex_dirs:
+                at = f"@{label}" if len(a.dantex_dirs) > 1 else ""
+                for w in a.dantex_workers:
+                    makers.append(
+                        lambda w=w, n=f"dantex-w{w}{at}{suffix}", c=checkout: (  # type: ignore[misc]
+                            start_dantex(a, w, flavour, tmp, n, c)
+                        )
+                    )
         elif kind == "danted":
             makers.append(lambda: start_danted(a, flavour, tmp, f"danted{suffix}"))
         elif kind == "microsocks":
