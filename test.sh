@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 PEERS=(dante-server dante-client microsocks tinyproxy squid slapd ldap-utils
        oidentd haproxy socat curl tnftp netcat-openbsd openssl procps iproute2
-       gcc libc6-dev libpam-runtime)
+       gcc libc6-dev libpam-runtime systemd)
 
 need_apt=0
 for p in "${PEERS[@]}"; do

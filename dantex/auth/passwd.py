@@ -28,7 +28,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+import bcrypt
 from attrs import field, frozen
+
+# Imported here, on the thread that loads the configuration: passlib.hash
+# resolves its handlers lazily on first attribute access, and two pool
+# threads doing that first access at once can fail with ImportError.
+from passlib.hash import sha256_crypt, sha512_crypt
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -121,15 +127,11 @@ def verify_hash(hashed: str, password: bytes) -> bool:
     """
     scheme = _scheme(hashed)
     if scheme == "bcrypt":
-        import bcrypt
-
         try:
             return bool(bcrypt.checkpw(password[:72], hashed.encode("ascii")))
         except ValueError:
             return False
     if scheme == "sha-crypt":
-        from passlib.hash import sha256_crypt, sha512_crypt
-
         handler = sha512_crypt if hashed.startswith("$6$") else sha256_crypt
         try:
             return bool(handler.verify(password, hashed))

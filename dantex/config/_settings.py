@@ -23,6 +23,7 @@ from dantex.config._auth import (
     s_passwordfile,
     s_rfc931,
 )
+from dantex.config._proxyproto import s_proxyprotocol, s_proxyprotocol_from
 from dantex.config._sockopts import error_log_spec, socket_option
 from dantex.config.errors import ConfigError
 from dantex.config.interfaces import interface_addresses, interface_exists
@@ -489,6 +490,9 @@ _SETTINGS: dict[str, Handler] = {
     "extension": _s_extension,
     "udp.connectdst": _s_yesno("udp_connectdst", "udp.connectdst"),
     "internal.advertise": _s_advertise,
+    # dantex: PROXY protocol on the listeners (dantex/config/_proxyproto.py)
+    "internal.proxyprotocol": s_proxyprotocol,
+    "internal.proxyprotocol.from": s_proxyprotocol_from,
     "external.advertise": _s_advertise,
     "resolveprotocol": _s_resolveprotocol,
     "libwrap.hosts_access": _s_yesno(

@@ -31,6 +31,7 @@ libwrap.deny route.maxfail route.badexpire route.order child.maxrequests child.m
 child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 username.passwordfile auth.failures rfc931.port rfc931.timeout
+internal.proxyprotocol internal.proxyprotocol.from
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method

@@ -380,3 +380,9 @@ class Config:
     internal_advertise: tuple[str, ...] = ()
     #: ``external.advertise`` (dantex): address put in BIND's first reply.
     external_advertise: tuple[str, ...] = ()
+    #: ``internal.proxyprotocol`` (dantex): PROXY header versions the
+    #: listeners accept ("v1", "v2"); empty: no PROXY protocol
+    internal_proxyprotocol: frozenset[str] = frozenset()
+    #: ``internal.proxyprotocol.from`` (dantex): networks (CIDR text) whose
+    #: connections must start with a PROXY header
+    internal_proxyprotocol_from: tuple[str, ...] = ()

@@ -319,6 +319,9 @@ class Parser:
             io = timeouts.pop("io")
             timeouts.setdefault("io_tcp", io)
             timeouts.setdefault("io_udp", io)
+        from dantex.config._proxyproto import check_proxyprotocol
+
+        check_proxyprotocol(self)
         settings = dict(self.settings)
         socksmethods = settings.pop("socksmethods", ())
         if not socksmethods and not self.errors:

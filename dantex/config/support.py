@@ -131,7 +131,8 @@ FEATURES: dict[str, Feature] = {
         "PROXY protocol / host ids",
         "Config.hostid_rules, Rule.hostid, Rule.hostindex",
         "hostid is not supported on this system",
-        "Linux has no TCP_IPA host-id option",
+        "Linux has no TCP_IPA host-id option; behind a load balancer use "
+        "'internal.proxyprotocol' (PROXY protocol, see README)",
     ),
     # -- configuration keywords parsed here, behaviour still to come ----------------
     "srchost": Feature(_CONFIG, "Config.srchost"),

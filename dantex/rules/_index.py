@@ -6,18 +6,22 @@ request (command, proxy protocol, methods, client address, target address)
 selects a mask of the rules it does not exclude; AND-ing the masks leaves the
 candidates, tried lowest bit first (file order).  Address masks come from a
 table per (family, prefix length) of the rules' networks, so a request costs
-one dict lookup per distinct prefix length, not one test per rule.
+one dict lookup per distinct prefix length, not one test per rule; port
+masks come from the boundaries of the rules' port tests (one bisection), so
+rules that differ only by port (``to: 0/0 port = 25``) are not tried one by
+one either.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 
-from dantex.config.model import AddressSpec, AddressSpecKind
+from dantex.config.model import AddressSpec, AddressSpecKind, PortSpec
 from dantex.protocol.address import Address, AddressType
 from dantex.rules.addresses import ip_int
 
-__all__ = ["AddressIndex", "ValueIndex", "bits"]
+__all__ = ["AddressIndex", "PortIndex", "ValueIndex", "bits"]
 
 
 def bits(mask: int) -> Iterator[int]:
@@ -94,6 +98,62 @@ class AddressIndex:
             self._memo.clear()
         self._memo[host] = mask
         return mask
+
+
+class PortIndex:
+    """Rules by the port test of one slot (``from`` or ``to``).
+
+    Every rule's test is a union of at most two port intervals; toggling the
+    rule's bit at each interval's start and one past its end, and sweeping
+    the boundaries in order, gives the exact set of rules for every stretch
+    of ports between two boundaries.
+    """
+
+    def __init__(self, specs: Sequence[AddressSpec]) -> None:
+        self._always = 0
+        toggles: dict[int, int] = {}
+        for i, spec in enumerate(specs):
+            if spec.port is None:
+                self._always |= 1 << i
+                continue
+            for low, high in _intervals(spec.port):
+                toggles[low] = toggles.get(low, 0) ^ (1 << i)
+                toggles[high + 1] = toggles.get(high + 1, 0) ^ (1 << i)
+        self._starts = sorted(toggles)
+        self._masks: list[int] = []
+        current = 0
+        for start in self._starts:
+            current ^= toggles[start]
+            self._masks.append(current)
+
+    def mask(self, port: int) -> int:
+        """The rules whose port test ``port`` can pass."""
+        at = bisect_right(self._starts, port) - 1
+        if at < 0:
+            return self._always
+        return self._always | self._masks[at]
+
+
+def _intervals(spec: PortSpec) -> list[tuple[int, int]]:
+    """The ports ``spec`` accepts, as disjoint inclusive intervals."""
+    top = 65535
+    low = spec.low
+    op = spec.op
+    if op == "eq":
+        found = [(low, low)]
+    elif op == "ne":
+        found = [(0, low - 1), (low + 1, top)]
+    elif op == "ge":
+        found = [(low, top)]
+    elif op == "le":
+        found = [(0, low)]
+    elif op == "gt":
+        found = [(low + 1, top)]
+    elif op == "lt":
+        found = [(0, low - 1)]
+    else:
+        found = [(low, spec.high)]
+    return [(a, b) for a, b in found if a <= b]
 
 
 def _probes(

@@ -34,7 +34,7 @@ from attrs import frozen
 
 from dantex.config.model import AddressSpec, AddressSpecKind, Config, Rule
 from dantex.protocol.address import Address
-from dantex.rules._index import AddressIndex, ValueIndex, bits
+from dantex.rules._index import AddressIndex, PortIndex, ValueIndex, bits
 from dantex.rules.addresses import Answers, Lookup, Matcher, NeedLookup, compile_address
 
 __all__ = [
@@ -153,6 +153,8 @@ class _List:
         self.dst = [compile_address(r.dst) for r in rules]
         self.src_index = AddressIndex([r.src for r in rules])
         self.dst_index = AddressIndex([r.dst for r in rules])
+        self.src_ports = PortIndex([r.src for r in rules])
+        self.dst_ports = PortIndex([r.dst for r in rules])
         self.commands = ValueIndex([r.commands for r in rules])
         self.protocols = ValueIndex([r.protocols for r in rules])
         self.proxyprotocols = ValueIndex([r.proxyprotocols for r in rules])
@@ -271,6 +273,8 @@ class RuleSet:
             c.clientmethods.mask(facts.clientmethod)
             & c.src_index.mask(facts.client)
             & c.dst_index.mask(facts.server)
+            & c.src_ports.mask(facts.client.port)
+            & c.dst_ports.mask(facts.server.port)
         )
         return c.first(
             mask,
@@ -295,9 +299,9 @@ class RuleSet:
             & s.clientmethods.mask(facts.clientmethod)
         )
         if mask:
-            mask &= s.src_index.mask(facts.client)
+            mask &= s.src_index.mask(facts.client) & s.src_ports.mask(facts.client.port)
         if mask and facts.target is not None:
-            mask &= s.dst_index.mask(facts.target)
+            mask &= s.dst_index.mask(facts.target) & s.dst_ports.mask(facts.target.port)
         return s.first(
             mask,
             facts.client,

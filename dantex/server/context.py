@@ -24,6 +24,7 @@ from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
 from dantex.server.lean import Conn
+from dantex.server.proxyproto import ProxyTrust
 from dantex.server.relay import OnEnd, Relay, TransportTarget, TwistedRelay
 from dantex.server.resolve import Resolver
 from dantex.server.route import RouteMarks, RouteTable
@@ -77,6 +78,8 @@ class Policy:
         self.uses_ldap_group = any(r.ldap.get("ldap.group") for r in config.socks_rules)
         #: the compiled ``route { }`` blocks (None: every request goes direct)
         self.routes = RouteTable(config) if config.routes else None
+        #: ``internal.proxyprotocol`` (None: off), see dantex.server.proxyproto
+        self.proxy_trust = ProxyTrust.from_config(config)
 
 
 class Runtime:

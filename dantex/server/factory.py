@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 
 from dantex.server.context import Policy, Runtime
+from dantex.server.proxyproto import ProxyHeaderGate
 from dantex.server.session import SocksSession
 
 __all__ = ["SocksFactory"]
@@ -23,6 +24,11 @@ class SocksFactory(ServerFactory):
         self.policy = policy
         self.runtime = runtime
 
-    def buildProtocol(self, addr: IAddress | None) -> SocksSession:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
         self.runtime.accepted += 1
-        return SocksSession(self.policy, self.runtime)
+        policy = self.policy
+        session = SocksSession(policy, self.runtime)
+        trust = policy.proxy_trust
+        if trust is not None and trust.trusts(addr):  # its PROXY header first
+            return ProxyHeaderGate(session, trust)
+        return session

@@ -102,6 +102,9 @@ class SocksSession(Protocol):
         self.codec: socks4.Socks4ServerCodec | socks5.Socks5ServerCodec | None = None
         self.client = Address(AddressType.IPV4, "0.0.0.0", 0)
         self.server = self.client
+        #: (client, destination) from a PROXY protocol header, set before
+        #: connectionMade (dantex.server.proxyproto); None: a direct client
+        self.proxied: tuple[Address, Address] | None = None
         self.client_rule: Rule | None = None
         self.client_match: Match | None = None
         self.socks_match: Match | None = None
@@ -138,6 +141,8 @@ class SocksSession(Protocol):
         else:
             self.client = _address_of(transport.getPeer())
             self.server = _address_of(transport.getHost())
+        if self.proxied is not None:  # behind a load balancer: its client
+            self.client = self.proxied[0]
         self.runtime.sessions.add(self)
         timeout = self.policy.timeouts.negotiate
         if timeout > 0:
@@ -307,9 +312,9 @@ class SocksSession(Protocol):
             elif version == socks4.VERSION:
                 codec = self.codec = socks4.Socks4ServerCodec()
             else:
-                raise RemoteProtocolError(
-                    f"unknown SOCKS version {version} in client request", reply=None
-                )
+                from dantex.server.proxyproto import unknown_version
+
+                raise RemoteProtocolError(unknown_version(data), reply=None)
             self.version = version
         codec.feed(data)
         while self.state is State.NEGOTIATING:

@@ -74,9 +74,9 @@ class SessionAuth:
 
     def connection_credentials(self) -> ConnectionCredentials:
         s = self.session
-        return ConnectionCredentials(
-            s.client.host, s.client.port, s.server.host, s.server.port
-        )
+        # behind a PROXY-protocol balancer the client connected to its port
+        port = s.proxied[1].port if s.proxied is not None else s.server.port
+        return ConnectionCredentials(s.client.host, s.client.port, s.server.host, port)
 
     def adopt(self, method: str, user: SocksUser) -> None:
         s = self.session

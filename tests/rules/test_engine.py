@@ -307,3 +307,19 @@ def test_unknown_target_still_checks_the_source() -> None:
         "socks block { from: 10.0.0.0/8 to: 0/0 }\n"
     )
     assert _unknown_target(rs) == -2
+
+
+def test_port_rules_are_indexed_and_still_first_match() -> None:
+    """Rules differing only by port keep file order and their port semantics."""
+    body = "".join(
+        f"socks block {{ from: 0/0 to: 0/0 port = {p} }}\n" for p in range(1, 300)
+    )
+    rs = rules(
+        body + "socks block { from: 0/0 port lt 1024 to: 0/0 }\n"
+        "socks pass { from: 0/0 to: 0/0 port ge 80 }\n"
+    )
+    assert rs.match_socks(socks("10.1.1.1", 80)).number == 80
+    assert rs.match_socks(socks("10.1.1.1", 299)).number == 299
+    assert rs.match_socks(socks("10.1.1.1", 300)).number == 301
+    assert rs.match_socks(socks("10.1.1.1", 30)).number == 30
+    assert rs.match_socks(socks("10.1.1.1", 0)).number == 0
