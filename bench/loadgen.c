@@ -60,6 +60,15 @@ static uint64_t *lat;
 static size_t lat_n, lat_cap;
 static int errors_shown;
 
+/* CPU seconds (user + system) this process has used so far */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static void fail_note(const char *what, int err)
 {
     if (errors_shown++ < 5)
@@ -442,6 +451,7 @@ static int run_setups(void)
     slots = calloc((size_t)concurrency, sizeof *slots);
     for (int i = 0; i < concurrency; i++) slots[i].fd = -1;
     uint64_t t0 = now_ns();
+    double cpu0 = cpu_now();
     running = 1;
     for (int i = 0; i < concurrency; i++) {
         slots[i].id = (uint32_t)i;
@@ -449,7 +459,8 @@ static int run_setups(void)
     }
     loop_until(t0 + (uint64_t)(duration * 1e9), 1);
     double secs = (double)(now_ns() - t0) / 1e9;
-    printf("{\"mode\": \"setups\", \"seconds\": %.3f, \"rate\": %.1f, ", secs, (double)n_ok / secs);
+    printf("{\"mode\": \"setups\", \"seconds\": %.3f, \"rate\": %.1f, \"cpu_s\": %.3f, ", secs,
+           (double)n_ok / secs, cpu_now() - cpu0);
     print_counts();
     print_latency();
     printf("}\n");
@@ -579,6 +590,7 @@ static int run_bulk(void)
         live++;
     }
     uint64_t t0 = now_ns(), t_end = t0;
+    double cpu0 = cpu_now(), cpu_end = cpu0;
     uint64_t deadline = t0 + (uint64_t)(timeout_s * 1e9);
     uint64_t total = 0;
     struct epoll_event evs[256];
@@ -625,6 +637,7 @@ static int run_bulk(void)
             st->done = 1;
             live--;
             t_end = now_ns();
+            cpu_end = cpu_now();
             uint64_t got = get_u64le(st->ack + 4);
             if (memcmp(st->ack, "DONE", 4) != 0 || got != bytes_per_stream) {
                 n_corrupt++;
@@ -640,8 +653,9 @@ static int run_bulk(void)
         if (s[i].fd >= 0) close_reset(s[i].fd);
     double secs = (double)(t_end - t0) / 1e9;
     printf("{\"mode\": \"bulk\", \"streams\": %d, \"bytes\": %llu, \"seconds\": %.3f, "
-           "\"mbps\": %.1f, ",
-           streams, (unsigned long long)total, secs, secs > 0 ? (double)total / secs / 1e6 : 0.0);
+           "\"mbps\": %.1f, \"cpu_s\": %.3f, ",
+           streams, (unsigned long long)total, secs, secs > 0 ? (double)total / secs / 1e6 : 0.0,
+           cpu_end - cpu0);
     print_counts();
     printf("}\n");
     return 0;
