@@ -3,6 +3,7 @@
  *   loadgen setups --proxy P --target ECHO [--auth USER:PASS] [--concurrency 50]
  *                  [--duration 2] [--size 64]
  *   loadgen bulk   --proxy P --target SINK --streams N --bytes B
+ *   loadgen bulk   --proxy P --target ECHO --streams N --bytes B --echo 1
  *   loadgen rtt    --proxy P --target ECHO [--count 2000] [--size 64] [--spin 1]
  *   loadgen idle   --proxy P --target ECHO --conns N [--concurrency 100]
  *
@@ -22,6 +23,8 @@
  * bulk:   N tunnels are set up first; then each uploads B bytes to the sink
  *         at once; the time runs from the first byte sent to the last
  *         sink acknowledgement (which says the bytes arrived intact).
+ *         --echo 1: to the echo server instead, reading everything back
+ *         while sending (both directions at once; checked as it arrives).
  * rtt:    one tunnel, `count` sequential round trips after 100 unmeasured;
  *         --spin 1: wait for each answer polling (MSG_DONTWAIT) instead of
  *         sleeping, so the client's wake-up is not part of the time.
@@ -181,7 +184,7 @@ static void close_reset(int fd)
 
 /* -- blocking handshake (rtt, bulk) ---------------------------------------- */
 
-static int spin, spin_rtt; /* rtt: poll the socket instead of sleeping in read() */
+static int spin, spin_rtt, echo_mode; /* rtt: poll the socket instead of sleeping in read() */
 
 static int read_full(int fd, uint8_t *b, size_t n)
 {
@@ -564,7 +567,8 @@ static int run_rtt(void)
 struct stream {
     int fd;
     uint32_t seed;
-    uint64_t sent; /* payload bytes */
+    uint64_t sent;  /* payload bytes */
+    uint64_t recvd; /* echo mode: payload bytes back */
     size_t hdr_sent, ack_have;
     uint8_t hdr[BULK_HDR], ack[BULK_ACK];
     int done;
@@ -661,6 +665,88 @@ static int run_bulk(void)
     return 0;
 }
 
+/* bulk --echo 1: each stream sends its bytes to the echo server and reads
+ * them back (checked as they arrive), both at once: the proxy relays both
+ * directions.  "mbps" counts one direction. */
+static int run_bulk_echo(void)
+{
+    struct stream *s = calloc((size_t)streams, sizeof *s);
+    uint8_t *buf = malloc(CHUNK_MAX);
+    int live = 0;
+    for (int i = 0; i < streams; i++) {
+        s[i].fd = tunnel_blocking();
+        s[i].seed = (uint32_t)(i * 7919 + 1);
+        if (s[i].fd < 0) {
+            s[i].done = 1;
+            continue;
+        }
+        fcntl(s[i].fd, F_SETFL, O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = &s[i]};
+        epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &ev);
+        live++;
+    }
+    uint64_t t0 = now_ns(), t_end = t0;
+    double cpu0 = cpu_now(), cpu_end = cpu0;
+    uint64_t deadline = t0 + (uint64_t)(timeout_s * 1e9);
+    uint64_t total = 0;
+    struct epoll_event evs[256];
+    while (live > 0 && now_ns() < deadline) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int i = 0; i < n; i++) {
+            struct stream *st = evs[i].data.ptr;
+            if (st->done) continue;
+            if ((evs[i].events & EPOLLOUT) && st->sent < bytes_per_stream) {
+                uint64_t left = bytes_per_stream - st->sent;
+                size_t len = left < CHUNK_MAX ? (size_t)left : CHUNK_MAX;
+                ssize_t w = write(st->fd, pat_at(st->seed, st->sent), len);
+                if (w > 0) st->sent += (uint64_t)w;
+                if (st->sent == bytes_per_stream) {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = st};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, st->fd, &ev);
+                }
+            }
+            if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
+            ssize_t r = read(st->fd, buf, CHUNK_MAX);
+            if (r < 0 && errno == EAGAIN) continue;
+            if (r <= 0 || st->recvd + (uint64_t)r > bytes_per_stream) {
+                if (r > 0) n_corrupt++; else n_eof++;
+                fail_note(r > 0 ? "bulk echo: more bytes than sent" : "bulk echo: closed early",
+                          r < 0 ? errno : 0);
+                st->done = 1;
+                live--;
+                continue;
+            }
+            if (memcmp(buf, pat_at(st->seed, st->recvd), (size_t)r) != 0) {
+                n_corrupt++;
+                fail_note("bulk echo: bytes differ from what was sent", 0);
+                st->done = 1;
+                live--;
+                continue;
+            }
+            st->recvd += (uint64_t)r;
+            if (st->recvd == bytes_per_stream) {
+                st->done = 1;
+                live--;
+                n_ok++;
+                total += st->recvd;
+                t_end = now_ns();
+                cpu_end = cpu_now();
+            }
+        }
+    }
+    n_timeout += (uint64_t)live;
+    for (int i = 0; i < streams; i++)
+        if (s[i].fd >= 0) close_reset(s[i].fd);
+    double secs = (double)(t_end - t0) / 1e9;
+    printf("{\"mode\": \"bulk-echo\", \"streams\": %d, \"bytes\": %llu, \"seconds\": %.3f, "
+           "\"mbps\": %.1f, \"cpu_s\": %.3f, ",
+           streams, (unsigned long long)total, secs, secs > 0 ? (double)total / secs / 1e6 : 0.0,
+           cpu_end - cpu0);
+    print_counts();
+    printf("}\n");
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: loadgen setups|bulk|rtt|idle --proxy PORT --target PORT [options]"
@@ -686,6 +772,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--streams")) streams = atoi(v);
         else if (!strcmp(k, "--conns")) conns = atoi(v);
         else if (!strcmp(k, "--spin")) spin_rtt = atoi(v);
+        else if (!strcmp(k, "--echo")) echo_mode = atoi(v);
         else if (!strcmp(k, "--bytes")) bytes_per_stream = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--auth")) {
             static char up[600];
@@ -704,7 +791,7 @@ int main(int argc, char **argv)
     pattern_init();
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (!strcmp(mode, "setups")) return run_setups();
-    if (!strcmp(mode, "bulk")) return run_bulk();
+    if (!strcmp(mode, "bulk")) return echo_mode ? run_bulk_echo() : run_bulk();
     if (!strcmp(mode, "rtt")) return run_rtt();
     if (!strcmp(mode, "idle")) return run_idle();
     usage();

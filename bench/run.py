@@ -442,9 +442,20 @@ class Bench:
     a: argparse.Namespace
     log: list[str] = field(default_factory=list)
 
-    def run(self, system: System, mode: str, *args: str, label: str = "") -> Result:
+    def run(
+        self,
+        system: System,
+        mode: str,
+        *args: str,
+        label: str = "",
+        to_sink: bool = False,
+    ) -> Result:
+        """One loadgen run against ``system``: its JSON result, with CPU figures.
+
+        The target is the echo server, or the sink when ``to_sink``.
+        """
         cmd = [str(self.loadgen), mode, "--proxy", str(system.port)]
-        cmd += ["--target", str(self.sink if mode == "bulk" else self.echo)]
+        cmd += ["--target", str(self.sink if to_sink else self.echo)]
         if system.auth:
             cmd += ["--auth", system.auth]
         proxy0 = tree_cpu(system.proc.pid) if system.proc else 0.0
@@ -468,7 +479,7 @@ class Bench:
             return result  # direct: no proxy CPU to report
         result["proxy_cpu_s"] = proxy_cpu
         ok = max(1, int(result.get("ok", 0)))
-        if mode == "bulk":  # CPU seconds per GB relayed
+        if mode == "bulk":  # CPU seconds per GB (of one direction)
             result["proxy_cpu_per_op"] = proxy_cpu / max(1e-9, result["bytes"] / 1e9)
         elif mode == "setups" or mode == "rtt":  # CPU µs per setup
             result["proxy_cpu_per_op"] = proxy_cpu * 1e6 / ok
@@ -560,17 +571,24 @@ def measurements(
     secs = str(a.seconds)
     if scenario == "bulk":
         out = []
-        for n in a.streams:
+        for mode, n in ((m, n) for m in a.bulk_modes for n in a.streams):
             per_stream = max(1, a.bulk_mib * (1 << 20) // n)
+            echo = mode == "echo"
 
-            def run(s: System, n: int = n, b: int = per_stream) -> Result:
-                return bench.run(s, "bulk", "--streams", str(n), "--bytes", str(b))
+            def run(
+                s: System, n: int = n, b: int = per_stream, e: bool = echo
+            ) -> Result:
+                args = ["--streams", str(n), "--bytes", str(b), "--echo", str(int(e))]
+                return bench.run(s, "bulk", *args, to_sink=not e)
 
+            what = "upload" if mode == "up" else "echo (both directions at once)"
             out.append(
                 Measurement(
-                    f"bulk-{n}",
-                    f"bulk upload, {n} stream{'s' if n > 1 else ''} "
-                    f"({a.bulk_mib} MiB in all per run)",
+                    f"bulk-{n}" if mode == "up" else f"bulk-echo-{n}",
+                    f"bulk {what}, {n} stream{'s' if n > 1 else ''} "
+                    f"({a.bulk_mib} MiB in all per run"
+                    + (", MB/s of one direction" if echo else "")
+                    + ")",
                     run,
                     [
                         Column("mbps", "MB/s"),
@@ -826,6 +844,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--streams", default="1,8,64", help="bulk stream counts")
     p.add_argument(
+        "--bulk-modes",
+        default="up,echo",
+        help="up: upload to the verifying sink; echo: send to the echo server "
+        "and read it all back at once (both directions)",
+    )
+    p.add_argument(
         "--bulk-mib",
         type=int,
         default=None,
@@ -900,6 +924,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.rtt_count = a.rtt_count or (500 if q else 5000)
     a.idle = a.idle or (200 if q else 1000)
     a.streams = [int(x) for x in a.streams.split(",") if x]
+    a.bulk_modes = [x for x in a.bulk_modes.split(",") if x]
+    if not set(a.bulk_modes) <= {"up", "echo"}:
+        p.error("--bulk-modes: up, echo")
     a.scenarios = [x for x in a.scenarios.split(",") if x]
     a.systems = [x for x in a.systems.split(",") if x]
     a.dantex_workers = [int(x) for x in a.dantex_workers.split(",") if x]
