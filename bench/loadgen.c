@@ -24,7 +24,10 @@
  *         at once; the time runs from the first byte sent to the last
  *         sink acknowledgement (which says the bytes arrived intact).
  *         --echo 1: to the echo server instead, reading everything back
- *         while sending (both directions at once; checked as it arrives).
+ *         while sending (both directions at once; checked as it arrives),
+ *         at most --window bytes (default 1 MiB) sent and not yet back:
+ *         a relay that blocks writing one way while the other way fills
+ *         (microsocks) would otherwise deadlock with an unbounded sender.
  * rtt:    one tunnel, `count` sequential round trips after 100 unmeasured;
  *         --spin 1: wait for each answer polling (MSG_DONTWAIT) instead of
  *         sleeping, so the client's wake-up is not part of the time.
@@ -184,7 +187,8 @@ static void close_reset(int fd)
 
 /* -- blocking handshake (rtt, bulk) ---------------------------------------- */
 
-static int spin, spin_rtt, echo_mode; /* rtt: poll the socket instead of sleeping in read() */
+static int spin, spin_rtt, echo_mode;
+static uint64_t window = 1u << 20; /* bulk echo: bytes sent and not yet back */ /* rtt: poll the socket instead of sleeping in read() */
 
 static int read_full(int fd, uint8_t *b, size_t n)
 {
@@ -697,12 +701,14 @@ static int run_bulk_echo(void)
             if (st->done) continue;
             if ((evs[i].events & EPOLLOUT) && st->sent < bytes_per_stream) {
                 uint64_t left = bytes_per_stream - st->sent;
+                uint64_t room = window - (st->sent - st->recvd);
+                if (room < left) left = room;
                 size_t len = left < CHUNK_MAX ? (size_t)left : CHUNK_MAX;
                 ssize_t w = write(st->fd, pat_at(st->seed, st->sent), len);
                 if (w > 0) st->sent += (uint64_t)w;
-                if (st->sent == bytes_per_stream) {
+                if (st->sent == bytes_per_stream || st->sent - st->recvd >= window) {
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = st};
-                    epoll_ctl(ep, EPOLL_CTL_MOD, st->fd, &ev);
+                    epoll_ctl(ep, EPOLL_CTL_MOD, st->fd, &ev); /* full window: wait */
                 }
             }
             if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
@@ -724,6 +730,10 @@ static int run_bulk_echo(void)
                 continue;
             }
             st->recvd += (uint64_t)r;
+            if (st->sent < bytes_per_stream && st->sent - st->recvd < window) {
+                struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = st};
+                epoll_ctl(ep, EPOLL_CTL_MOD, st->fd, &ev); /* room again */
+            }
             if (st->recvd == bytes_per_stream) {
                 st->done = 1;
                 live--;
@@ -773,6 +783,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--conns")) conns = atoi(v);
         else if (!strcmp(k, "--spin")) spin_rtt = atoi(v);
         else if (!strcmp(k, "--echo")) echo_mode = atoi(v);
+        else if (!strcmp(k, "--window")) window = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--bytes")) bytes_per_stream = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--auth")) {
             static char up[600];
@@ -784,7 +795,7 @@ int main(int argc, char **argv)
             auth_pass = colon + 1;
         } else usage();
     }
-    if (!target_port || size < 1 || size > BUFSZ || concurrency < 1 || streams < 1 || conns < 1)
+    if (!target_port || window < 1 || size < 1 || size > BUFSZ || concurrency < 1 || streams < 1 || conns < 1)
         usage();
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();

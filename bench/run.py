@@ -480,7 +480,8 @@ class Bench:
         result["proxy_cpu_s"] = proxy_cpu
         ok = max(1, int(result.get("ok", 0)))
         if mode == "bulk":  # CPU seconds per GB (of one direction)
-            result["proxy_cpu_per_op"] = proxy_cpu / max(1e-9, result["bytes"] / 1e9)
+            if result.get("bytes"):
+                result["proxy_cpu_per_op"] = proxy_cpu / (result["bytes"] / 1e9)
         elif mode == "setups" or mode == "rtt":  # CPU µs per setup
             result["proxy_cpu_per_op"] = proxy_cpu * 1e6 / ok
         return result
