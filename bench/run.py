@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The measuring stick: dantex against danted, microsocks and direct loopback.
 
-    python3 bench/run.py                       # every scenario, ~10 minutes
-    python3 bench/run.py --quick               # the same, small counts, ~1 minute
+    python3 bench/run.py                       # every scenario, ~6 minutes
+    python3 bench/run.py --quick               # the same, small counts, < 1 minute
     python3 bench/run.py --scenarios setups,rtt --rounds 5 --markdown out.md
-    python3 bench/run.py --scenarios setups --rules 1000
+    python3 bench/run.py --scenarios rules     # 0 vs 1000 filler rules
+    python3 bench/run.py --systems dantex --dantex-dir /work/main,/work/wt-x
 
 Builds ``bench/loadgen.c`` and ``bench/targets.c`` with gcc into
 ``bench/build/`` (when the sources are newer), starts the targets (echo and a
@@ -1030,8 +1031,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(loadgen, int(ports["echo"]), int(ports["sink"]), a)
         runnable = [s for s in a.scenarios if s != "micro"]
         flavour = Flavour(rules=a.rules, shape=a.rule_shape)
-        systems = start_systems(a, flavour, tmp, procs, direct=True)
-        warm_up(bench, systems)
+        systems = []
+        if runnable:
+            systems = start_systems(a, flavour, tmp, procs, direct=True)
+            warm_up(bench, systems)
         extra: dict[str, list[System]] = {"realistic": [], "rules": []}
         if "realistic" in runnable:
             flavour = Flavour(rules=a.realistic_rules, auth=True, logging=True)
@@ -1060,6 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(text, flush=True)
                 report.append(text)
                 all_results[m.name] = m.results
+                save(a, report, all_results)  # so far, in case a later one fails
         if "micro" in a.scenarios:
             report.append(micro(a))
             print(report[-1], flush=True)
@@ -1069,11 +1073,20 @@ def main(argv: list[str] | None = None) -> int:
         print(report[-1], flush=True)
     report.append(f"(run took {time.monotonic() - started_at:.0f} s)\n")
     print(report[-1])
+    save(a, report, all_results)
+    return 1 if failed else 0
+
+
+def save(
+    a: argparse.Namespace,
+    report: list[str],
+    results: dict[str, dict[str, list[Result]]],
+) -> None:
+    """Write ``--markdown`` and ``--json`` (if asked for)."""
     if a.markdown:
         a.markdown.write_text("\n".join(report))
     if a.json:
-        a.json.write_text(json.dumps(all_results, indent=1))
-    return 1 if failed else 0
+        a.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
