@@ -757,10 +757,22 @@ def machine(a: argparse.Namespace) -> str:
             return "?"
         return (out.stdout or out.stderr).decode(errors="replace").strip()
 
+    def git(checkout: Path, *args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(checkout), *args],
+                capture_output=True,
+                check=False,
+                timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.decode().strip() if out.returncode == 0 else None
+
     commits = []
     for label, checkout in a.dantex_dirs:
-        commit = sh("git", "-C", str(checkout), "rev-parse", "--short", "HEAD")
-        if sh("git", "-C", str(checkout), "status", "--porcelain", "--", "dantex"):
+        commit = git(checkout, "rev-parse", "--short", "HEAD") or "(not a git checkout)"
+        if git(checkout, "status", "--porcelain", "--", "dantex"):
             commit += " + uncommitted changes in dantex/"
         named = f"@{label} = " if len(a.dantex_dirs) > 1 else ""
         commits.append(f"{named}{checkout} at {commit}")
