@@ -442,6 +442,40 @@ class Bench:
     sink: int
     a: argparse.Namespace
     log: list[str] = field(default_factory=list)
+    #: the measurement being run (names the --py-spy files)
+    current: str = ""
+    #: (measurement, system) -> raw py-spy files of its rounds
+    profiles: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def profiled(self, system: System) -> Iterator[None]:
+        """Sample dantex with py-spy while the body runs (``--py-spy DIR``)."""
+        if not self.a.py_spy or system.kind != "dantex" or system.proc is None:
+            yield
+            return
+        key = (self.current, system.name)
+        files = self.profiles.setdefault(key, [])
+        self.a.py_spy.mkdir(parents=True, exist_ok=True)
+        out = self.a.py_spy / f"{self.current}-{system.name}-{len(files)}.raw"
+        pid = str(system.proc.pid)
+        options = ["--subprocesses", "--nonblocking", "-r", "250", "-f", "raw"]
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-p", pid, *options, "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # attaching takes a moment
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(10)
+            if out.exists():
+                files.append(out)
 
     def run(
         self,
@@ -459,13 +493,14 @@ class Bench:
         cmd += ["--target", str(self.sink if to_sink else self.echo)]
         if system.auth:
             cmd += ["--auth", system.auth]
-        proxy0 = tree_cpu(system.proc.pid) if system.proc else 0.0
-        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(
-            cmd + list(args), capture_output=True, check=False, timeout=600
-        )
-        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proxy_cpu = tree_cpu(system.proc.pid) - proxy0 if system.proc else 0.0
+        with self.profiled(system) if not label else contextlib.nullcontext():
+            proxy0 = tree_cpu(system.proc.pid) if system.proc else 0.0
+            usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out = subprocess.run(
+                cmd + list(args), capture_output=True, check=False, timeout=600
+            )
+            usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proxy_cpu = tree_cpu(system.proc.pid) - proxy0 if system.proc else 0.0
         result = self._parse(
             out.stdout.decode(), out.stderr.decode(), system, label or mode
         )
@@ -708,6 +743,37 @@ def fresh_idle(bench: Bench, system: System) -> Result:
             fresh.proc.stop()
 
 
+def summarize_profile(files: list[Path], top: int = 25) -> str:
+    """The hottest functions of py-spy raw files (collapsed stacks + count):
+    by own samples and by samples anywhere on the stack."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            frames = [
+                re.sub(r" \(([^)]*):\d+\)$", r" (\1)", f) for f in stack.split(";")
+            ]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return "(no samples)\n"
+    lines = [f"{total} samples", "", "own:"]
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {frame}")
+    lines += ["", "inclusive (dantex frames):"]
+    ours = [kv for kv in inclusive.items() if "dantex/" in kv[0]]
+    for frame, n in sorted(ours, key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {frame}")
+    return "\n".join(lines) + "\n"
+
+
 def integrity(results: list[Result]) -> str:
     ok = sum(int(r.get("ok", 0)) for r in results)
     corrupt = sum(int(r.get("corrupt", 0)) for r in results)
@@ -926,6 +992,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="keep the configurations and logs of the proxies under this directory",
     )
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample every dantex run with py-spy (raw stacks and a summary "
+        "per measurement in DIR); the sampling slows dantex: profile, do not "
+        "compare numbers from such a run",
+    )
     p.add_argument("--build-dir", type=Path, default=BENCH / "build")
     p.add_argument(
         "--json", type=Path, default=None, help="write every raw result here"
@@ -949,6 +1024,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(set(labels)) < len(labels):
         labels = [f"{i + 1}" for i in range(len(dirs))]
     a.dantex_dirs = list(zip(labels, dirs, strict=True))
+    if a.py_spy and shutil.which("py-spy") is None:
+        p.error("--py-spy needs py-spy (pip install py-spy)")
     for s in a.scenarios:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s!r}")
@@ -1069,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in range(a.rounds):
                     k = r % max(1, len(order))
                     for s in order[k:] + order[:k]:
+                        bench.current = m.name
                         m.results.setdefault(s.name, []).append(m.run(s))
                 text = table(m)
                 failed = failed or "FAIL" in text
@@ -1079,6 +1157,10 @@ def main(argv: list[str] | None = None) -> int:
         if "micro" in a.scenarios:
             report.append(micro(a))
             print(report[-1], flush=True)
+    for (name, system), files in bench.profiles.items():
+        summary = a.py_spy / f"{name}-{system}.txt"
+        summary.write_text(summarize_profile(files))
+        print(f"py-spy: {summary}", flush=True)
     if bench.log:
         notes = "\n".join(f"    {ln}" for ln in bench.log[:20])
         report.append(f"load generator messages (first 20):\n\n{notes}\n")
