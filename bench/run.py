@@ -1184,4 +1184,8 @@ def save(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:  # a system that would not start: say why, no trace
+        print(f"run.py: {e}", file=sys.stderr)
+        sys.exit(2)
