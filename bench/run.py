@@ -287,19 +287,31 @@ def nice_fn(nice: int | None) -> Callable[[], None] | None:
 
 
 def ensure_bench_user() -> None:
-    """The system account danted's ``username`` method checks (SHA-512 crypt)."""
-    if subprocess.run(["id", BENCH_USER], capture_output=True, check=False).returncode:
-        subprocess.run(
-            ["useradd", "-M", "-s", "/usr/sbin/nologin", BENCH_USER],
+    """The system account danted's ``username`` method checks (SHA-512 crypt).
+
+    Retried for a few seconds: useradd/chpasswd fail while another job holds
+    the lock on the account files.
+    """
+    error = ""
+    for _ in range(30):
+        exists = subprocess.run(["id", BENCH_USER], capture_output=True, check=False)
+        if exists.returncode:
+            subprocess.run(
+                ["useradd", "-M", "-s", "/usr/sbin/nologin", BENCH_USER],
+                capture_output=True,
+                check=False,
+            )
+        done = subprocess.run(
+            ["chpasswd", "-c", "SHA512"],
+            input=f"{BENCH_USER}:{BENCH_PASSWORD}\n".encode(),
             capture_output=True,
             check=False,
         )
-    subprocess.run(
-        ["chpasswd", "-c", "SHA512"],
-        input=f"{BENCH_USER}:{BENCH_PASSWORD}\n".encode(),
-        capture_output=True,
-        check=True,
-    )
+        if done.returncode == 0:
+            return
+        error = done.stderr.decode(errors="replace").strip()
+        time.sleep(0.2)
+    raise RuntimeError(f"cannot set up the system account {BENCH_USER}: {error}")
 
 
 def sha512_crypt(password: str) -> str:
