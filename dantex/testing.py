@@ -85,6 +85,7 @@ class ConnectCall:
     timeout: float
     deferred: Deferred[socket.socket]
     cancelled: bool = False
+    source_ports: tuple[int, int] | None = None
 
 
 @define
@@ -100,12 +101,15 @@ class FakeConnector:
         *,
         source: str | None = None,
         timeout: float = 0.0,
+        source_ports: tuple[int, int] | None = None,
     ) -> Deferred[socket.socket]:
         def cancel(d: Deferred[socket.socket]) -> None:
             call.cancelled = True
 
         d: Deferred[socket.socket] = Deferred(cancel)
-        call = ConnectCall(family, sockaddr, source, timeout, d)
+        call = ConnectCall(
+            family, sockaddr, source, timeout, d, source_ports=source_ports
+        )
         self.calls.append(call)
         return d
 

@@ -98,6 +98,10 @@ def rule(p: Parser, kind: RuleKind, head: Token, verdict_tok: Token) -> None:
         raise _missing(body, "from:" if body.src is None else "to:")
     if body.session:
         body.fields["session"] = _session(p, body)
+    if "bandwidth_key" in body.fields and "bandwidth" not in body.fields:
+        raise ConfigError(
+            head.span, "'bandwidth.state.key' needs 'bandwidth:' in the same rule"
+        )
     if body.extras:
         body.fields["extras"] = dict(body.extras)
     rules = p.rules[kind]
@@ -450,6 +454,22 @@ def _k_bandwidth(p: Parser, body: Body, kw: Token) -> None:
     p.use("bandwidth", kw)
 
 
+def _k_bandwidth_key(p: Parser, body: Body, kw: Token) -> None:
+    """dantex extension: ``bandwidth.state.key: from|user`` gives each client
+    address (or user) a bucket of its own at the rule's rate."""
+    tok = p.ts.expect_value(kw, "from or user")
+    if tok.value not in ("from", "user"):
+        raise ConfigError(tok.span, "bandwidth.state.key must be from or user")
+    if tok.value == "user" and body.kind != "socks":
+        raise ConfigError(
+            tok.span,
+            "bandwidth.state.key: user is for socks-rules "
+            "(the user is known after negotiation)",
+        )
+    p.use("bandwidth.state.key", kw)
+    body.fields["bandwidth_key"] = tok.value
+
+
 def _k_session(p: Parser, body: Body, kw: Token) -> None:
     name = "session.max" if kw.value == "maxsessions" else kw.value
     tok = p.ts.expect_value(kw, "value")
@@ -458,8 +478,18 @@ def _k_session(p: Parser, body: Body, kw: Token) -> None:
     if field_name in ("throttle", "state_throttle"):
         value: Any = v.parse_ratio(tok, name)
     elif field_name == "state_key":
-        if tok.value not in ("from", "hostid"):
-            raise ConfigError(tok.span, "session.state.key must be from or hostid")
+        if tok.value not in ("from", "hostid", "user"):
+            raise ConfigError(
+                tok.span, "session.state.key must be from, hostid or user"
+            )
+        if tok.value == "user" and body.kind != "socks":
+            raise ConfigError(
+                tok.span,
+                "session.state.key: user is for socks-rules "
+                "(the user is known after negotiation)",
+            )
+        if tok.value == "hostid":
+            p.use("session.state.key:hostid", tok, "'session.state.key: hostid'")
         value = tok.value
     elif field_name == "inheritable":
         if body.kind not in ("client", "hostid"):
@@ -501,7 +531,14 @@ def _redirect(p: Parser, body: Body, word: Token) -> None:
     if body.kind == "monitor" or (body.kind == "route" and kw.value == "to"):
         raise ConfigError(word.span, f"'redirect {kw.value}:' is not valid here")
     spec = v.parse_rule_address(p.ts, kw)
+    from dantex.limits.redirect import check  # the module that serves it
+
+    problem = check(kw.value, spec)
+    if problem is not None:
+        raise ConfigError(spec.span, problem)
     p.use(f"redirect {kw.value}", word, f"'redirect {kw.value}:'")
+    if body.kind == "route":
+        p.use("redirect from:route", word, "'redirect from:' in routes")
     body.fields[f"redirect_{kw.value}"] = spec
 
 
@@ -629,6 +666,7 @@ def _k_alarm(p: Parser, body: Body, kw: Token) -> None:
         alarm = Alarm("disconnect", kw.span, side, None, count, ratio, seconds)
     elif rest == "test.mtu-error":
         ts.line_words(kw)
+        p.use("alarm.test", kw, f"'{kw.value}'")
         alarm = Alarm("test.mtu-error", kw.span, side)
     else:
         p.unknown_keyword(kw, keywords.KNOWN_RULE, "in a monitor block")
@@ -662,6 +700,7 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "log": (_RULE, _k_log),
     "libwrap": (_RULE, _k_libwrap),
     "bandwidth": (_RULE, _k_bandwidth),
+    "bandwidth.state.key": (_RULE, _k_bandwidth_key),
     "maxsessions": (_RULE, _k_session),
     "pam.servicename": (_RULE, _k_single("pam_servicename", "pam.servicename")),
     "pamservicename": (_RULE, _k_single("pam_servicename", "pam.servicename")),

@@ -275,6 +275,43 @@ def _s_timeout(p: Parser, kw: Token) -> None:
         p.use("timeout.tcp_fin_wait", kw)
 
 
+def _s_shutdown(p: Parser, kw: Token) -> None:
+    # dantex: drain time after SIGTERM (global only)
+    p.timeouts["shutdown"] = v.parse_duration(
+        p.ts.expect_value(kw, "seconds"), kw.value
+    )
+
+
+#: ``metrics.internal:`` without ``port =``
+METRICS_PORT = 9464
+
+
+def _s_metrics(p: Parser, kw: Token) -> None:
+    """dantex: ``metrics.internal: IP [port = N]``, the Prometheus endpoint."""
+    tok = p.ts.expect_value(kw, "IP address")
+    port_spec = v.parse_optional_port(p.ts, tok)
+    if port_spec is not None and port_spec.op != "eq":
+        raise ConfigError(tok.span, "metrics.internal: takes 'port = N'")
+    try:
+        ip = ipaddress.ip_address(tok.value)
+    except ValueError:
+        raise ConfigError(
+            tok.span,
+            f"metrics.internal: {tok.value!r} is not an IP address",
+            hint="e.g. metrics.internal: 127.0.0.1 port = 9464",
+        ) from None
+    if "metrics" in p.settings:
+        raise ConfigError(kw.span, "metrics.internal: given twice")
+    if not ip.is_loopback:
+        p.warn(
+            tok,
+            f"metrics are served without authentication on {ip}",
+            hint="keep metrics.internal on a loopback address",
+        )
+    port = port_spec.low if port_spec is not None else METRICS_PORT
+    p.settings["metrics"] = InternalAddress(str(ip), port, tok.span)
+
+
 # -- behaviour switches --------------------------------------------------------------
 
 
@@ -306,8 +343,9 @@ def _s_compatibility(p: Parser, kw: Token) -> None:
 
 
 def _s_extension(p: Parser, kw: Token) -> None:
+    # httpconnect (dantex): HTTP CONNECT on the SOCKS port
     p.settings["extensions"] = p.word_set(
-        kw, frozenset({"bind"}), "extension", gate="extension"
+        kw, frozenset({"bind", "httpconnect"}), "extension", gate="extension"
     )
 
 
@@ -515,4 +553,6 @@ _SETTINGS: dict[str, Handler] = {
     "child.maxidle": _s_ignored,
     "localdomain": _s_obsolete,
     **{name: _s_timeout for name in TIMEOUT_FIELDS},
+    "timeout.shutdown": _s_shutdown,
+    "metrics.internal": _s_metrics,
 }

@@ -32,10 +32,12 @@ child.maxlifetime localdomain pam.servicename bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype pamservicename
 username.passwordfile auth.failures rfc931.port rfc931.timeout
 internal.proxyprotocol internal.proxyprotocol.from
+timeout.shutdown metrics.internal
 """
 _RULE_TEXT = """
 from to via command protocol proxyprotocol socksmethod clientmethod method
-user group log libwrap bandwidth redirect pam.servicename bsdauth.stylename
+user group log libwrap bandwidth bandwidth.state.key redirect pam.servicename
+bsdauth.stylename
 gssapi.servicename gssapi.keytab gssapi.enctype clientcompatibility
 udp.portrange hostid hostindex extension maxsessions bounce
 timeout.negotiate timeout.connect timeout.io timeout.io.tcp timeout.io.udp

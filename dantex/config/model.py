@@ -148,6 +148,9 @@ class Timeouts:
     io_tcp: float = 0.0
     io_udp: float = 86400.0
     tcp_fin_wait: float = 0.0
+    #: dantex: ``timeout.shutdown``, how long live sessions may drain after
+    #: SIGTERM before they are closed (0: closed at once)
+    shutdown: float = 0.0
 
 
 @frozen
@@ -187,7 +190,7 @@ class SessionLimits:
 
     max: int | None = None
     throttle: tuple[int, int] | None = None  #: (clients, seconds)
-    state_key: str | None = None  #: "from" or "hostid"
+    state_key: str | None = None  #: "from", "hostid" or "user" (dantex)
     state_hostindex: int | None = None
     state_max: int | None = None
     state_throttle: tuple[int, int] | None = None
@@ -218,6 +221,8 @@ class Rule:
     log: frozenset[str] = frozenset()
     timeouts: Mapping[str, float] = field(factory=dict)
     bandwidth: int | None = None  #: bytes per second
+    #: dantex: ``bandwidth.state.key`` (``from``/``user``: a bucket per key)
+    bandwidth_key: str | None = None
     session: SessionLimits | None = None
     redirect_from: AddressSpec | None = None
     redirect_to: AddressSpec | None = None
@@ -386,3 +391,6 @@ class Config:
     #: ``internal.proxyprotocol.from`` (dantex): networks (CIDR text) whose
     #: connections must start with a PROXY header
     internal_proxyprotocol_from: tuple[str, ...] = ()
+    #: ``metrics.internal`` (dantex): where the Prometheus endpoint listens
+    #: (None: no metrics)
+    metrics: InternalAddress | None = None

@@ -107,6 +107,7 @@ FEATURES: dict[str, Feature] = {
     "command:udpassociate": Feature(_BINDUDP, "Rule.commands"),
     "command:udpreply": Feature(_BINDUDP, "Rule.commands"),
     "extension:bind": Feature(_BINDUDP, "Config.extensions"),
+    "extension:httpconnect": Feature("operations", "Config.extensions"),
     "udp.portrange": Feature(_BINDUDP, "Rule.udp_portrange"),
     "udp.connectdst": Feature(_BINDUDP, "Config.udp_connectdst"),
     "compatibility:draft-5.05": Feature(_BINDUDP, "Config.compatibility"),
@@ -123,9 +124,18 @@ FEATURES: dict[str, Feature] = {
     "session.state.max": Feature(_LIMITS, "Rule.session.state_max"),
     "session.state.throttle": Feature(_LIMITS, "Rule.session.state_throttle"),
     "session.inheritable": Feature(_LIMITS, "Rule.session.inheritable"),
+    "session.state.key:hostid": Feature(
+        _LIMITS,
+        "Rule.session.state_key",
+        "session.state.key: hostid is not supported on this system",
+        "Linux has no TCP_IPA host-id option; use 'from' or 'user'",
+    ),
+    "bandwidth.state.key": Feature(_LIMITS, "Rule.bandwidth_key"),
     "redirect from": Feature(_LIMITS, "Rule.redirect_from"),
     "redirect to": Feature(_LIMITS, "Rule.redirect_to"),
+    "redirect from:route": Feature(_LIMITS, "Route.redirect_from"),
     "monitor": Feature(_LIMITS, "Config.monitors"),
+    "alarm.test": Feature(_LIMITS, "Monitor.alarms (kind test.mtu-error)"),
     # -- host ids (TCP_IPA): no such kernel option on Linux ----------------------
     "hostid": Feature(
         "PROXY protocol / host ids",
@@ -179,6 +189,25 @@ SUPPORTED: frozenset[str] = frozenset(
         "route",
         "route.maxfail",
         "route.badexpire",
+        # resource control, part 2 (dantex/limits/redirect.py, monitors.py,
+        # timeouts.py): redirect, monitors and alarms, FIN-WAIT limit
+        "redirect from",
+        "redirect to",
+        "monitor",
+        "timeout.tcp_fin_wait",
+        # -- operations (ops-b): HTTP CONNECT on the SOCKS port
+        # (dantex/server/httpconnect.py); timeout.shutdown and
+        # metrics.internal are dantex keywords, not gated
+        "extension:httpconnect",
+        # resource control, bandwidth and session limits (dantex/limits/)
+        "bandwidth",
+        "bandwidth.state.key",
+        "session.max",
+        "session.throttle",
+        "session.state.key",
+        "session.state.max",
+        "session.state.throttle",
+        "session.inheritable",
     }
 )
 

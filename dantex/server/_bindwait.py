@@ -244,6 +244,7 @@ class BindWait(Relay):
         relay = session.runtime.start_relay(
             session, conn, reply, leftover, timeout, on_end=self._relay_ended
         )
+        relay.fin_wait = self.fin_wait  # set on this wait by relay_started
         self.relay = relay
         session.relay = relay
         relay.start()

@@ -230,6 +230,9 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
             sock.close()
             session.blocked(match)
             return
+        if not session.admit_limits(match):
+            sock.close()
+            return
         session.external = bound
         config = session.policy.config
         reply = session.reply(

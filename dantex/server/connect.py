@@ -16,6 +16,9 @@ from twisted.python.failure import Failure
 
 from dantex.config.interfaces import interface_addresses
 from dantex.config.model import Config
+from dantex.limits import redirect
+from dantex.limits.timeouts import fin_wait, pick
+from dantex.log.format import dante_addr
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
@@ -37,13 +40,13 @@ def rule_timeout(session: SocksSession, name: str) -> float:
 
     A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
     """
-    keys = (name, "io") if name.startswith("io_") else (name,)
-    for match in (session.socks_match, session.client_match):
-        if match is not None and match.rule is not None:
-            for key in keys:
-                if key in match.rule.timeouts:
-                    return match.rule.timeouts[key]
-    return float(getattr(session.policy.timeouts, name))
+    rules = (
+        m.rule if m is not None else None
+        for m in (session.socks_match, session.client_match)
+    )
+    if name == "tcp_fin_wait":
+        return fin_wait(rules, session.policy.timeouts)
+    return pick(name, rules, session.policy.timeouts)
 
 
 def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:
@@ -103,12 +106,43 @@ def _kernel_source(family: int, ip: str) -> str | None:
 def start_connect(session: SocksSession, match: Match) -> None:
     """Carry out a permitted CONNECT for ``session``: through its routes when
     the configuration has any (:mod:`dantex.server.route`), else direct."""
+    match = _redirect_to(session, match)
     if session.policy.routes is not None:
         from dantex.server._failover import start_routed_connect
 
         start_routed_connect(session, match)
         return
     connect_direct(session, match)
+
+
+def _redirect_to(session: SocksSession, match: Match) -> Match:
+    """Apply ``redirect to:`` (:mod:`dantex.limits.redirect`) to the target."""
+    rules = (match.rule, session.client_rule)
+    spec = redirect.spec_for("to", rules)
+    if spec is None or session.target is None:
+        return match
+    before = session.target
+    session.target = redirect.target(before, spec)
+    session.policy.log.debug(
+        f"redirect to: {dante_addr(before)} becomes {dante_addr(session.target)}"
+    )
+    return Match(match.rule)  # a matched IP was the old target's
+
+
+def _redirect_from(
+    session: SocksSession, ip: str, usual: str | None
+) -> tuple[str | None, tuple[int, int] | None]:
+    """The source address and port range after ``redirect from:``."""
+    match = session.socks_match
+    spec = redirect.spec_for(
+        "from", (match.rule if match else None, session.client_rule)
+    )
+    if spec is None:
+        return usual, None
+    try:
+        return redirect.source(spec, family_of(ip), usual)
+    except redirect.RedirectError as e:
+        raise ConnectFailed(Reply.ADDRESS_TYPE_NOT_SUPPORTED, str(e)) from None
 
 
 def connect_direct(session: SocksSession, match: Match) -> None:
@@ -161,6 +195,7 @@ def _try(
                 "client is requesting a connection to the same address we listen to",
             )
         source = choose_source(session.policy.config, ip, session.server.host)
+        source, ports = _redirect_from(session, ip, source)
     except ConnectFailed as e:
         session.refuse(e.reply, e.reason)
         return
@@ -169,6 +204,7 @@ def _try(
         (ip, target.port),
         source=source,
         timeout=rule_timeout(session, "connect"),
+        source_ports=ports,
     )
     session._pending = d  # type: ignore[assignment]
 

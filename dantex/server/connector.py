@@ -89,6 +89,26 @@ def _idle() -> None:
     return None
 
 
+def _bind_in_range(
+    sock: socket.socket, family: int, source: str | None, ports: tuple[int, int]
+) -> None:
+    """Bind ``sock`` to the first free port of ``ports`` (at most 1024 tries).
+
+    :raises OSError: EADDRINUSE when none was free.
+    """
+    host = source or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    low, high = ports
+    for port in range(low, min(high, low + 1023) + 1):
+        try:
+            sock.bind((host, port))
+            return
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free source port in {low}-{high}")
+
+
 def _ignore(reason: Failure) -> None:
     return None
 
@@ -109,10 +129,13 @@ class TcpConnector:
         *,
         source: str | None = None,
         timeout: float = 0.0,
+        source_ports: tuple[int, int] | None = None,
     ) -> Deferred[Conn]:
         """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
         :param source: local address to send from (port chosen by the kernel).
+        :param source_ports: an inclusive range the source port must come
+            from (``redirect from:``); the first free one is taken.
         :param timeout: seconds before giving up (0: the kernel's own limit);
             fails with ``TimeoutError``.
         :returns: fires with the :class:`Conn` of a connected non-blocking
@@ -124,7 +147,9 @@ class TcpConnector:
         )
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if source is not None:
+            if source_ports is not None:
+                _bind_in_range(sock, family, source, source_ports)
+            elif source is not None:
                 if family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((source, 0))

@@ -19,6 +19,9 @@ from dantex._interfaces import IServerReactor
 from dantex.auth._base import in_pool
 from dantex.auth.methods import Authenticator
 from dantex.config.model import Config
+from dantex.limits._table import LimitTable
+from dantex.limits.monitors import MonitorSet
+from dantex.limits.shaper import Shaper, TableMeter
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
 from dantex.server._handover import take_client
@@ -31,6 +34,7 @@ from dantex.server.route import RouteMarks, RouteTable
 from dantex.server.splice import PipePool, SpliceRelay, splice_available
 
 if TYPE_CHECKING:
+    from dantex.metrics import SessionMetrics
     from dantex.server.session import SocksSession
 
 __all__ = ["Policy", "Runtime"]
@@ -118,6 +122,13 @@ class Runtime:
         self.blocking = in_pool(reactor, self.auth_pool)
         #: routes marked bad (server chaining), kept across reloads
         self.route_marks = RouteMarks(self.clock)
+        #: ``monitor { }`` blocks at work (configured by the service)
+        self.monitors = MonitorSet(self.clock)
+        #: Prometheus counters (``metrics.internal``), None when off
+        self.metrics: SessionMetrics | None = None
+        #: session counters and buckets of rules with limits: made on first
+        #: use, or the table shared by ``--workers`` (see dantex.limits)
+        self.limit_table: LimitTable | None = None
 
     def authenticator(
         self,
@@ -158,7 +169,14 @@ class Runtime:
         flags = session.log_flags()
         io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
         relay: Relay
-        if self.use_splice and not io_log and not isinstance(target, TransportTarget):
+        held = session.limits
+        bandwidth = held.bandwidth if held is not None else None
+        if (
+            self.use_splice
+            and not io_log
+            and bandwidth is None  # the shaper must see the bytes
+            and not isinstance(target, TransportTarget)
+        ):
             relay = SpliceRelay(
                 self.reactor,
                 self.clock,
@@ -183,6 +201,12 @@ class Runtime:
             )
             if io_log:
                 relay.on_io = session.io_record
+            if bandwidth is not None:
+                assert held is not None
+                meter = TableMeter(
+                    held.table, bandwidth.digest, bandwidth.rate, self.clock
+                )
+                relay.shaper = Shaper(meter, self.clock)
         relay.want_tcpinfo = "tcpinfo" in flags
         return relay
 

@@ -25,6 +25,9 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dantex.limits.shaper import Shaper
+from dantex.limits.timeouts import FIN_WAIT_REASON, IO_REASON
+
 __all__ = ["EndReason", "Relay", "TransportTarget", "TwistedRelay"]
 
 
@@ -63,6 +66,9 @@ class Relay:
     want_tcpinfo = False
     #: (client, target) raw TCP_INFO, filled in when ``want_tcpinfo``
     tcp_info: tuple[bytes | None, bytes | None] = (None, None)
+    #: ``timeout.tcp_fin_wait``: seconds a half-closed session may last (0: no limit)
+    fin_wait = 0.0
+    _fin_call: IDelayedCall | None = None
 
     def __init__(self, clock: IReactorTime, on_end: OnEnd, io_timeout: float) -> None:
         self._clock = clock
@@ -82,8 +88,15 @@ class Relay:
         self._timed_out()
 
     def _timed_out(self) -> None:
-        reason = EndReason("timeout", f"i/o timeout ({self._io_timeout:g}s idle)")
-        self.abort(reason, reset=False)
+        self.abort(EndReason("timeout", IO_REASON), reset=False)
+
+    def _half_close_began(self) -> None:
+        """One side sent its EOF: start ``timeout.tcp_fin_wait`` (once)."""
+        if self.fin_wait > 0 and self._fin_call is None and self._on_end is not None:
+            self._fin_call = self._clock.callLater(self.fin_wait, self._fin_timed_out)
+
+    def _fin_timed_out(self) -> None:
+        self.abort(EndReason("timeout", FIN_WAIT_REASON), reset=False)
 
     def start(self) -> None:
         """Begin relaying (called once the session has recorded the relay)."""
@@ -107,9 +120,10 @@ class Relay:
         self.tcp_info = (read(_socket_of(client)), read(_socket_of(target)))
 
     def _ended(self, reason: EndReason) -> None:
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        for call in (self._idle_call, self._fin_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._fin_call = None
         on_end, self._on_end = self._on_end, None
         if on_end is not None:
             on_end(reason)
@@ -138,6 +152,8 @@ class _Side(Protocol):
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
+        if relay.shaper is not None:
+            relay.shaper.consumed(self.name, len(data))
 
     def readConnectionLost(self) -> None:
         self.relay._half_closed(self)
@@ -232,6 +248,8 @@ class TwistedRelay(Relay):
     """
 
     kind = "copy"
+    #: ``bandwidth:``: pauses the transports while the bucket is in debt
+    shaper: Shaper | None = None
 
     def __init__(
         self,
@@ -274,7 +292,9 @@ class TwistedRelay(Relay):
                 side.transport.write(first)
         self._sockets = ()  # type: ignore[assignment]
         c, t = self.client.transport, self.target.transport
-        if c is not None and t is not None:
+        if c is not None and t is not None and self.shaper is not None:
+            self.shaper.attach(c, t)
+        elif c is not None and t is not None:
             c.registerProducer(t, True)  # type: ignore[attr-defined]
             t.registerProducer(c, True)  # type: ignore[attr-defined]
 
@@ -292,6 +312,7 @@ class TwistedRelay(Relay):
         self._eof.add(side.name)
         if self._first is None:
             self._first = EndReason(side.name)
+            self._half_close_began()
         peer = side.peer
         if peer is not None and peer.transport is not None:
             if peer is self.target and not self._target_half_close:
@@ -329,6 +350,8 @@ class TwistedRelay(Relay):
             else:
                 peer.transport.loseConnection()
         if self._closed == {"client", "target"}:
+            if self.shaper is not None:
+                self.shaper.stop()
             self._ended(self._first or EndReason(side.name))
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:

@@ -245,6 +245,10 @@ class RouteTable:
             for h in r.hops
         )
 
+    def health(self, marks: RouteMarks) -> list[tuple[int, bool]]:
+        """Each route's number and whether it may be used now (metrics)."""
+        return [(c.route.number, marks.usable(c.key)) for c in self._routes]
+
     def plans(
         self,
         client: Address,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 from attrs import frozen
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -24,9 +23,12 @@ from dantex.config.model import Config
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
+from dantex.server._metrics import ProcessMetrics
 from dantex.server.context import Policy, Runtime
+from dantex.server.drain import Drain
 from dantex.server.factory import SocksFactory
 from dantex.server.lean import LeanPort, listening_socket
+from dantex.server.privileges import drop_effective
 
 __all__ = ["DanteService", "InheritedSocket"]
 
@@ -73,6 +75,9 @@ class DanteService(service.Service):
         self.worker_index: int | None = None
         self.factory = SocksFactory(self.policy, self.runtime)
         self.ports: list[IListeningPort] = []
+        self.metrics: ProcessMetrics | None = None
+        if config.metrics is not None:
+            self.metrics = ProcessMetrics(self.runtime, config.metrics)
         self._old_hup: Any = None
         self._old_usr1: Any = None
 
@@ -93,6 +98,8 @@ class DanteService(service.Service):
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def _listen(self) -> None:
+        if self.metrics is not None:
+            self.metrics.listen(self.reactor, self.policy.log.info)
         if self.inherited:
             self._adopt()
             return
@@ -133,23 +140,30 @@ class DanteService(service.Service):
             self._listen()
         self._drop_privileges()
         self.runtime.auth_pool.start()
+        if self.metrics is not None:
+            self.metrics.start(lambda: self.policy)
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         # SIGUSR1 dumps state, as in Dante; this replaces twistd's own log
         # rotation on SIGUSR1 (installed only with a log file; see README).
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
         super().startService()  # type: ignore[no-untyped-call]
+        self._configure_monitors()
         if self.announce:
             self.policy.log.info(f"dantex/server v{__version__} running")
         elif self.worker_index is not None:
             self.policy.log.info(f"worker {self.worker_index} running")
 
+    def _configure_monitors(self) -> None:
+        """Serve the ``monitor { }`` blocks of the configuration in force."""
+        policy = self.policy
+        self.runtime.monitors.configure(
+            policy.config.monitors, policy.log.warning, self.runtime.resolver
+        )
+
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged
-        if user is None or os.geteuid() != 0:
-            return
-        entry = pwd.getpwnam(user)
-        os.setegid(entry.pw_gid)
-        os.seteuid(entry.pw_uid)
+        if drop_effective(user):
+            self.policy.log.info(f"running as user {user} (user.unprivileged)")
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.reload)
@@ -198,11 +212,13 @@ class DanteService(service.Service):
         self.factory.policy = self.policy
         for w in config.warnings:
             new_log.warning(w.headline("warning"))
+        self._configure_monitors()
         new_log.info("SIGHUP ]: config reloaded")
         return True
 
-    def stopService(self) -> None:
-        """Stop listening; live sessions are left to finish or be cut by exit."""
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, let live sessions drain (``timeout.shutdown``),
+        close the rest (:mod:`dantex.server.drain`)."""
         if self._old_hup is not None:
             signal.signal(signal.SIGHUP, self._old_hup)
         if self._old_usr1 is not None:
@@ -210,8 +226,34 @@ class DanteService(service.Service):
         for port in self.ports:
             port.stopListening()
         self.ports = []
-        if self.runtime.auth_pool.started:
-            self.runtime.auth_pool.stop()
-        self.policy.log.info("dantex/server shutting down")
-        self.policy.log.flush()
-        super().stopService()  # type: ignore[no-untyped-call]
+        dlog = self.policy.log
+        dlog.info("dantex/server shutting down")
+        waiting = Drain(
+            self.runtime.sessions,
+            self.runtime.clock,
+            self.policy.timeouts.shutdown,
+            dlog.info,
+        )
+        d = waiting.done
+        if not d.called:  # a second SIGTERM/SIGINT: stop waiting
+            hurry = _hurry(self.reactor, waiting)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, hurry)
+
+        def stopped(_: None) -> None:
+            self.runtime.monitors.stop()
+            if self.metrics is not None:
+                self.metrics.stop()
+            if self.runtime.auth_pool.started:
+                self.runtime.auth_pool.stop()
+            self.policy.log.flush()
+            super(DanteService, self).stopService()  # type: ignore[no-untyped-call]
+
+        return d.addCallback(stopped)
+
+
+def _hurry(reactor: IServerReactor, waiting: Drain) -> Callable[[int, Any], None]:
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(waiting.close_now)
+
+    return handler

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dantex.auth._base import printable
+from dantex.limits.sessions import client_rule_passed, limited, socks_rule_passed
 from dantex.log.format import (
     client_text,
     dante_addr,
@@ -39,14 +40,19 @@ from dantex.protocol import socks4, socks5
 from dantex.protocol._buffer import NEED_DATA
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.errors import RemoteProtocolError
+from dantex.protocol.http_connect import HttpConnectRequest
 from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
+from dantex.server import httpconnect
+from dantex.server._replyreason import reply_reason
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
     from dantex.config.model import Rule
+    from dantex.limits.monitors import Member
+    from dantex.limits.sessions import Held
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
 
@@ -99,7 +105,12 @@ class SocksSession(Protocol):
         self.runtime = runtime
         self.state = State.ACCEPTING
         self.version = 0
-        self.codec: socks4.Socks4ServerCodec | socks5.Socks5ServerCodec | None = None
+        self.codec: (
+            socks4.Socks4ServerCodec
+            | socks5.Socks5ServerCodec
+            | httpconnect.HttpTunnelCodec
+            | None
+        ) = None
         self.client = Address(AddressType.IPV4, "0.0.0.0", 0)
         self.server = self.client
         #: (client, destination) from a PROXY protocol header, set before
@@ -121,6 +132,10 @@ class SocksSession(Protocol):
         self.target: Address | None = None
         self.external: Address | None = None
         self.relay: Relay | None = None
+        #: the ``monitor { }`` watching this session, if one matched
+        self.monitored: Member | None = None
+        #: session slots and bucket (rules with limits only; dantex.limits)
+        self.limits: Held | None = None
         self.started = 0.0
         self._deadline: IDelayedCall | None = None
         self._pending: Deferred[object] | None = None
@@ -273,6 +288,7 @@ class SocksSession(Protocol):
                         f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
                     )
                 )
+            self.count_refusal("client-rule")
             self.state = State.CLOSED
             self._cleanup()
             transport = self.transport
@@ -290,7 +306,10 @@ class SocksSession(Protocol):
                     f"{dante_addr(self.client)} {dante_addr(self.server)}",
                 )
             )
+        if match.rule is not None and limited(match.rule):
+            client_rule_passed(self, match.rule)
         self.state = State.NEGOTIATING
+        self._rule_negotiate_timeout(match)
         self._resume()
         if self._buffered:
             data, self._buffered = self._buffered, b""
@@ -311,6 +330,9 @@ class SocksSession(Protocol):
                 codec = self.codec = socks5.Socks5ServerCodec()
             elif version == socks4.VERSION:
                 codec = self.codec = socks4.Socks4ServerCodec()
+            elif httpconnect.first_event_is_http(self):
+                codec = self.codec = httpconnect.HttpTunnelCodec()
+                version = httpconnect.HTTP_VERSION
             else:
                 from dantex.server.proxyproto import unknown_version
 
@@ -329,10 +351,12 @@ class SocksSession(Protocol):
                 self._requested(_COMMAND_NAMES[event.command], event.address)
             elif isinstance(event, socks4.Socks4Request):
                 self.auth.socks4(event)
+            elif isinstance(event, HttpConnectRequest):
+                httpconnect.http_requested(self, event)
 
     def _requested(self, command: str, target: Address) -> None:
         self.policy.log.debug(
-            f"{self._client_text()}: socks_v{self.version} {command} request "
+            f"{self._client_text()}: {self.proxyprotocol()} {command} request "
             f"for {dante_addr(target)}"
         )
         self.state = State.REQUESTED
@@ -363,7 +387,7 @@ class SocksSession(Protocol):
             self.client,
             target,
             command,
-            "socks_v5" if self.version == socks5.VERSION else "socks_v4",
+            self.proxyprotocol(),
             **self.auth.identity(),
         )
         self.auth.with_ldap_groups(
@@ -372,6 +396,12 @@ class SocksSession(Protocol):
                 self._socks_decided,
             )
         )
+
+    def proxyprotocol(self) -> str:
+        """``socks_v4``, ``socks_v5`` or ``http`` (``extension: httpconnect``)."""
+        if self.version == socks5.VERSION:
+            return "socks_v5"
+        return "http" if self.version == httpconnect.HTTP_VERSION else "socks_v4"
 
     def _socks_decided(self, match: Match) -> None:
         if self.state is State.CLOSED:
@@ -383,9 +413,23 @@ class SocksSession(Protocol):
         if self.auth_error is not None:
             self.blocked(match, reason=self.auth_error)
             return
+        if not self.admit_limits(match):
+            return
         from dantex.server.connect import start_connect
 
         start_connect(self, match)
+
+    def admit_limits(self, match: Match) -> bool:
+        """Count this session against the passing socks-rule's limits
+        (:mod:`dantex.limits.sessions`); False when refused (answered)."""
+        if self.limits is None and not limited(match.rule):
+            return True
+        assert match.rule is not None
+        why = socks_rule_passed(self, match.rule, self.client_rule)
+        if why is not None:
+            self.blocked(match, reason=why)
+            return False
+        return True
 
     # -- the ways out ----------------------------------------------------------------
 
@@ -403,6 +447,8 @@ class SocksSession(Protocol):
             if bound is None:
                 return codec.reply(code, final=final)
             return codec.reply(code, bound, final=final)
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            return codec.reply(code, bound)
         assert isinstance(codec, socks4.Socks4ServerCodec)
         v4code = (
             socks4.Socks4Reply.GRANTED
@@ -443,6 +489,7 @@ class SocksSession(Protocol):
                     f"blocked by higher-level socks-rule #{match.number}",
                 )
             )
+        self.count_refusal("auth" if reason else "socks-rule")
         self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
         self._close_now(logged=True)
 
@@ -451,6 +498,8 @@ class SocksSession(Protocol):
         if self.state is State.CLOSED:
             return
         codec = self.codec
+        if code is not None:
+            self.count_refusal(reply_reason(code))
         if codec is not None and self.state is State.REQUESTED:
             self._write(self.reply(code))
         elif (
@@ -463,8 +512,11 @@ class SocksSession(Protocol):
 
     def protocol_error(self, e: RemoteProtocolError) -> None:
         """The client broke the protocol: answer as RFC 1928 says, log, close."""
+        self.count_refusal("protocol-error")
         codec = self.codec
-        if e.reply is not None and codec is not None:
+        if isinstance(codec, httpconnect.HttpTunnelCodec):
+            self._write(codec.error_reply(e))
+        elif e.reply is not None and codec is not None:
             try:
                 if isinstance(codec, socks5.Socks5ServerCodec):
                     self._write(codec.reply(e.reply))
@@ -490,6 +542,8 @@ class SocksSession(Protocol):
         """
         if self.state is State.CLOSED:
             return
+        if verdict == "block":
+            self.count_refusal("auth")
         dlog = self.policy.log
         rule = self.socks_match or self.client_match
         level_match = (
@@ -519,6 +573,12 @@ class SocksSession(Protocol):
             dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
         self._close_now(logged=True, close=close)
 
+    def count_refusal(self, reason: str) -> None:
+        """Count a refused request in the metrics, when they are on."""
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.refused(reason)
+
     def _close_now(self, *, logged: bool, close: bool = True) -> None:
         self.state = State.CLOSED
         self._cleanup()
@@ -527,6 +587,8 @@ class SocksSession(Protocol):
             transport.loseConnection()
 
     def _cleanup(self) -> None:
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         while self.cleanups:
             self.cleanups.pop()()
         self._cancel_deadline()
@@ -540,9 +602,27 @@ class SocksSession(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    def _rule_negotiate_timeout(self, match: Match) -> None:
+        """A client-rule's ``timeout.negotiate`` replaces the global one,
+        counted from the accept."""
+        rule = match.rule
+        if rule is None or "negotiate" not in rule.timeouts:
+            return
+        self._cancel_deadline()
+        timeout = rule.timeouts["negotiate"]
+        if timeout > 0:
+            left = self.started + timeout - self.runtime.clock.seconds()
+            self._deadline = self.runtime.clock.callLater(
+                max(left, 0.0), self._negotiate_timeout
+            )
+
     def _negotiate_timeout(self) -> None:
         self._deadline = None
+        rule = self.client_rule
         timeout = self.policy.timeouts.negotiate
+        if rule is not None:
+            timeout = rule.timeouts.get("negotiate", timeout)
+        self.count_refusal("negotiate-timeout")
         self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
 
     def _proto(self) -> str:
@@ -559,6 +639,13 @@ class SocksSession(Protocol):
         """The command handler has connected and started ``relay``."""
         self.relay = relay
         self.state = State.RELAYING
+        from dantex.server.connect import rule_timeout
+
+        relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
+        if self.command == "connect" and self.target is not None:
+            self.monitored = self.runtime.monitors.attach(
+                self.client, self.target, self.command, relay
+            )
         match = self.socks_match
         if match is not None and self._logs(match, "connect"):
             self.policy.log.info(
@@ -604,9 +691,13 @@ class SocksSession(Protocol):
         """The relay closed both connections: write the end-of-session lines."""
         self.state = State.CLOSED
         self.runtime.sessions.discard(self)
+        if self.limits is not None:
+            self.limits.release(self.runtime.clock.seconds())
         relay = self.relay
         assert relay is not None
         c_read, c_written, t_read, t_written = relay.counts()
+        if self.monitored is not None:
+            self.monitored.ended(reason.side)
         duration = int(self.runtime.clock.seconds() - self.started)
         tail = f": {reason}.  Session duration: {duration}s"
         if relay.want_tcpinfo:

@@ -121,6 +121,8 @@ class SessionAuth:
             if s.state is State.CLOSED:
                 return
             auth.limiter.succeeded(source)
+            if s.runtime.metrics is not None:
+                s.runtime.metrics.auth_result(method, True)
             ok(user)
 
         def refused(f: Failure) -> None:
@@ -128,6 +130,8 @@ class SessionAuth:
             if s.state is State.CLOSED or f.check(CancelledError):
                 return
             auth.limiter.failed(source)
+            if s.runtime.metrics is not None:
+                s.runtime.metrics.auth_result(method, False)
             why = f.getErrorMessage() if f.check(UnauthorizedLogin) else "error"
             if not f.check(UnauthorizedLogin):
                 s.log.failure("{method} check failed", f, method=method)
@@ -216,6 +220,7 @@ class SessionAuth:
         assert isinstance(codec, socks5.Socks5ServerCodec)
         choice = choose_method(self.socks_methods(), event.methods)
         if choice is None:
+            s.count_refusal("no-acceptable-method")
             s._write(codec.select_method(socks5.AuthMethod.NO_ACCEPTABLE))
             s.finish(
                 "client offered no acceptable authentication method",

@@ -214,6 +214,7 @@ class _Flow:
         relay = self.relay
         if relay._first is None:
             relay._first = EndReason(relay._name(self.src))
+            relay._half_close_began()
         self.src.want_read(False)
         if not self.buf and self.pipe is None:
             self._shutdown()

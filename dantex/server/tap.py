@@ -30,7 +30,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         "authentication. SIGHUP reloads the file (a bad file keeps the "
         "configuration in force) and reopens log files; SIGUSR1 logs "
         "counters and one line per live session (it replaces twistd's "
-        "SIGUSR1 log rotation). Keywords of features not implemented yet "
+        "SIGUSR1 log rotation). SIGTERM stops accepting, lets live sessions "
+        "finish for timeout.shutdown seconds, then closes them and exits. "
+        "Keywords of features not implemented yet "
         "are refused with \"'<keyword>' is not supported yet\"."
     )
     optFlags = [

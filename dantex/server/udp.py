@@ -118,6 +118,8 @@ def _check_rules(session: SocksSession, declared: Address) -> None:
         if not match.passed:
             session.blocked(match)
             return
+        if not session.admit_limits(match):
+            return
         _open(session, match, declared)
 
     def declared_decided(match: Match) -> None:

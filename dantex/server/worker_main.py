@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--relay", default="auto")
     parser.add_argument("--socket", action="append", default=[])
+    parser.add_argument("--limits", default=None)
     args = parser.parse_args(argv)
 
     from dantex.server.reactor import install
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         checkers=[makeChecker(s) for s in specs],
     )
     server.worker_index = args.index
+    if args.limits is not None:
+        from dantex.limits._table import LimitTable
+
+        server.runtime.limit_table = LimitTable.open(args.limits, args.index)
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()

@@ -5,7 +5,8 @@ socket per worker and ``internal:`` address, so the kernel spreads new
 connections evenly (one socket shared by all balances badly).  Workers are
 fresh interpreters (fork + exec, each with its own reactor and epoll) that
 adopt their sockets.  The supervisor restarts a worker that dies, forwards
-SIGHUP (after checking the new file itself) and stops them all on shutdown.
+SIGHUP (after checking the new file itself) and, on shutdown, forwards
+SIGTERM and waits for every worker to drain its sessions and exit.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import Any
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ProcessDone
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from dantex import __version__
 from dantex._interfaces import IServerReactor
 from dantex.config import ConfigErrors, load
-from dantex.config.model import Config
+from dantex.config.model import Config, InternalAddress
+from dantex.limits._shared import SharedLimits
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
@@ -44,6 +47,8 @@ _RESTART_DELAY = 0.5
 _RESTART_MAX = 30.0
 #: A worker that lived this long resets the back-off.
 _HEALTHY_AFTER = 10.0
+#: Seconds after ``timeout.shutdown`` before a worker that has not exited is killed.
+_KILL_AFTER = 10.0
 
 
 def default_worker_count() -> int:
@@ -61,9 +66,15 @@ class _Worker(ProcessProtocol):
         self.supervisor = supervisor
         self.index = index
         self.started = 0.0
+        self.pid = 0
         self.ended: Deferred[None] = Deferred()
 
     def processEnded(self, reason: Failure) -> None:
+        metrics_dir = self.supervisor.metrics_dir
+        if metrics_dir is not None and self.pid:
+            from dantex.metrics.serve import forget_process
+
+            forget_process(metrics_dir, self.pid)
         self.ended.callback(None)
         self.supervisor._worker_ended(self, reason)
 
@@ -99,8 +110,14 @@ class SupervisorService(service.Service):
         self.workers: dict[int, _Worker] = {}
         self.delays = [_RESTART_DELAY] * count
         self.stopping = False
+        #: the workers' prometheus_client multiprocess directory (metrics on)
+        self.metrics_dir: str | None = None
+        self.metrics_port: IListeningPort | None = None
         self._old_hup: Any = None
         self._old_usr1: Any = None
+        #: session counters and buckets shared by the workers (dantex.limits);
+        #: made when the service starts
+        self.limits: SharedLimits | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -124,15 +141,32 @@ class SupervisorService(service.Service):
                 self.sockets[i].append((sock, internal.host, port))
             bound = Address.from_host(internal.host, port)
             self.log.info(f"listening on {dante_addr(bound)} ({self.count} workers)")
+        if self.config.metrics is not None:
+            self._serve_metrics(self.config.metrics)
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+        self.limits = SharedLimits(self.count)
         for i in range(self.count):
             self._spawn(i)
         self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")
+
+    def _serve_metrics(self, where: InternalAddress) -> None:
+        """Serve the sum of the workers' metrics (multiprocess files)."""
+        from dantex.metrics.serve import (
+            aggregate_registry,
+            metrics_site,
+            new_multiprocess_dir,
+        )
+        from dantex.server._metrics import listen_metrics
+
+        self.metrics_dir = new_multiprocess_dir()
+        site = metrics_site(aggregate_registry(self.metrics_dir))
+        self.metrics_port, line = listen_metrics(self.reactor, where, site)
+        self.log.info(f"{line}, summed over {self.count} workers")
 
     def _spawn(self, index: int) -> None:
         child_fds: dict[int, int | str] = {0: 0, 1: 1, 2: 2}
@@ -152,6 +186,8 @@ class SupervisorService(service.Service):
         ]
         if self.config_path is not None:
             args += ["--config", self.config_path]
+        if self.limits is not None:
+            args += ["--limits", self.limits.path]
         for spec in specs:
             args += ["--socket", spec]
         worker = _Worker(self, index)
@@ -160,15 +196,22 @@ class SupervisorService(service.Service):
         env = os.environ.copy()
         if self.auth_specs:
             env[AUTH_ENV] = "\n".join(self.auth_specs)
-        self.reactor.spawnProcess(
+        if self.metrics_dir is not None:
+            from dantex.metrics import MULTIPROC_ENV
+
+            env[MULTIPROC_ENV] = self.metrics_dir
+        process = self.reactor.spawnProcess(
             worker, sys.executable, args, env=env, childFDs=child_fds
         )
+        worker.pid = process.pid or 0
 
     # -- life of workers ---------------------------------------------------------
 
     def _worker_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+        if self.limits is not None:
+            self.limits.worker_gone(worker.index)
         if self.stopping:
             return
         how = (
@@ -202,6 +245,9 @@ class SupervisorService(service.Service):
 
     def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
         self.reactor.callFromThread(self.dump_state)
+
+    def _on_second_term(self, signum: int, frame: FrameType | None) -> None:
+        self.reactor.callFromThread(self._signal_all, signal.SIGTERM)
 
     def dump_state(self) -> None:
         """Log the workers, then have each dump its own sessions (SIGUSR1)."""
@@ -239,19 +285,41 @@ class SupervisorService(service.Service):
         if self._old_usr1 is not None:
             signal.signal(signal.SIGUSR1, self._old_usr1)
         waits = [w.ended for w in self.workers.values()]
+        # Our copies of the listening sockets go first: once the workers
+        # stop listening, new connections are refused instead of queued.
+        for socks in self.sockets:
+            for sock, _host, _port in socks:
+                sock.close()
         self._signal_all(signal.SIGTERM)
+        # a second SIGTERM/SIGINT is passed on: the workers stop waiting
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_second_term)
+        # workers drain for timeout.shutdown; one that is still there long
+        # after is killed
+        grace = self.config.timeouts.shutdown + _KILL_AFTER
+        killer = self.reactor.callLater(grace, self._signal_all, signal.SIGKILL)
         self.log.info("dantex/server shutting down")
         self.log.flush()
         super().stopService()  # type: ignore[no-untyped-call]
         done: Deferred[Any] = DeferredList(waits)
 
-        def close(result: object) -> object:
-            for socks in self.sockets:
-                for sock, _host, _port in socks:
-                    sock.close()
+        def stopped(result: object) -> object:
+            if killer.active():
+                killer.cancel()
+            if self.limits is not None:
+                self.limits.close()
+                self.limits = None
+            if self.metrics_port is not None:
+                self.metrics_port.stopListening()
+            if self.metrics_dir is not None:
+                from dantex.metrics.serve import remove_multiprocess_dir
+
+                remove_multiprocess_dir(self.metrics_dir)
+            self.log.info("every worker has exited")
+            self.log.flush()
             return result
 
-        return done.addBoth(close)
+        return done.addBoth(stopped)
 
 
 def inherited_from_spec(spec: str) -> InheritedSocket:

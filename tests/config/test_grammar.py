@@ -385,10 +385,14 @@ def test_monitor_block_with_alarms() -> None:
     assert both.side is None and both.direction is None
 
 
-def test_monitor_is_refused_until_resource_control_lands() -> None:
-    """monitor { } is refused by name."""
-    (err,) = errors_of(BASE + "monitor { from: 0/0 to: 0/0\n alarm.data: 0 in 2\n}\n")
+def test_monitor_is_accepted_and_refused_when_switched_off() -> None:
+    """monitor { } is served (dantex.limits.monitors); switched off it is
+    refused by name."""
+    text = BASE + "monitor { from: 0/0 to: 0/0\n alarm.data: 0 in 2\n}\n"
+    (err,) = errors_of(text, supported=frozenset())
     assert "'monitor' is not supported yet" in err
+    (mon,) = ok(text).monitors
+    assert mon.alarms[0].kind == "data"
 
 
 # -- reporting ---------------------------------------------------------------------

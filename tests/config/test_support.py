@@ -50,7 +50,7 @@ def test_family_keys_cover_their_keywords() -> None:
 
 def test_refusal_names_the_label_at_the_span() -> None:
     """Refused uses read "'<keyword>' is not supported yet" at their span."""
-    (err,) = support.refusals([Use("bandwidth", SPAN, "'bandwidth'")])
+    (err,) = support.refusals([Use("bandwidth", SPAN, "'bandwidth'")], set())
     assert err.headline() == "t.conf:3:1: error: 'bandwidth' is not supported yet"
     assert (
         support.refusals([Use("bandwidth", SPAN, "'bandwidth'")], {"bandwidth"}) == []

@@ -100,16 +100,18 @@ def start_dantex(
     prefix: Sequence[str] = (),
     expect_ports: int = 1,
     timeout: float = 15.0,
+    twistd_args: Sequence[str] = (),
 ) -> Iterator[DantexServer]:
     """Write ``config`` (with ``logoutput`` added if absent) and serve it.
 
     ``internal:`` lines should use ``port = 0``; the real ports are read from
     the log.  ``config=None`` serves the embedded default (its log is on
-    stderr).  ``prefix`` wraps the command (e.g. ``ip netns exec NS``).  The
+    stderr).  ``prefix`` wraps the command (e.g. ``ip netns exec NS``);
+    ``twistd_args`` go before ``dante`` (``--uid``).  The
     process is stopped by PID (SIGTERM, then SIGKILL).
     """
     tmp.mkdir(parents=True, exist_ok=True)
-    args = ["-n", "--pidfile=", "dante"]
+    args = ["-n", "--pidfile=", *twistd_args, "dante"]
     if config is None:
         log_path = tmp / "twistd.out"
     else:

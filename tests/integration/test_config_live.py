@@ -75,7 +75,7 @@ def test_check_reports_every_error_like_a_compiler(tmp_path: Path) -> None:
         "socksmethdo: none\n"
         "socks pass {\n"
         "  from: 0/0 to: 10.0.0.1\n"
-        "  bandwidth: 1000\n"
+        "  libwrap: spawn x\n"
         "}\n"
     )
     out = run_twistd(["dante", "-c", str(conf), "--check"], tmp_path)
@@ -89,7 +89,7 @@ def test_check_reports_every_error_like_a_compiler(tmp_path: Path) -> None:
     assert "socksmethdo: none\n^^^^^^^^^^^^" in err
     assert f"{conf}:5:17: error: no netmask has been specified" in err
     assert "  from: 0/0 to: 10.0.0.1\n                ^^^^^^^^" in err
-    assert f"{conf}:6:3: error: 'bandwidth' is not supported yet" in err
+    assert f"{conf}:6:3: error: 'libwrap' is not supported yet" in err
     assert "3 errors in configuration" in err
 
 

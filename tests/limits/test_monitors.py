@@ -1,0 +1,230 @@
+"""monitor { } alarms on a fake clock: periods, thresholds, sides, clears,
+disconnect counting, matching, and the session hooks."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from twisted.internet.task import Clock
+
+from dantex.config import ConfigErrors, parse
+from dantex.config.model import Monitor
+from dantex.limits.monitors import MonitorSet
+from dantex.protocol.address import Address
+from dantex.server.relay import EndReason
+from dantex.testing import MemoryLog, memory_session
+
+HEAD = "internal: 127.0.0.1 port = 1080\nsocksmethod: none\n"
+SOCKS = "socks pass { from: 0/0 to: 0/0 log: connect disconnect }\n"
+CLIENT = Address.from_host("127.0.0.1", 40000)
+TARGET = Address.from_host("10.1.2.3", 80)
+NO_DNS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+class Counters:
+    """A relay's four counters, set by the test."""
+
+    def __init__(self) -> None:
+        self.values = [0, 0, 0, 0]
+
+    def counts(self) -> tuple[int, int, int, int]:
+        a, b, c, d = self.values
+        return (a, b, c, d)
+
+
+def monitors(body: str) -> tuple[Monitor, ...]:
+    return parse(HEAD + body + SOCKS, "t.conf").monitors
+
+
+def running(body: str) -> tuple[MonitorSet, Clock, MemoryLog]:
+    clock, log = Clock(), MemoryLog()
+    mset = MonitorSet(clock)
+    mset.configure(monitors(body), log.warning, NO_DNS)
+    return mset, clock, log
+
+
+def warnings(log: MemoryLog) -> list[str]:
+    return [m for level, m in log.lines if level == "warning"]
+
+
+def test_data_alarm_triggers_without_sessions_and_logs_danteds_line() -> None:
+    """Nothing moved in the first period: raised, logged once."""
+    _mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 0 in 2\n}\n"
+    )
+    clock.advance(1.9)
+    assert warnings(log) == []
+    clock.advance(0.1)
+    assert warnings(log) == [
+        "monitor(1): alarm/data [: 0/0 -> 0/0 internal.recv: 0/0 in 2s.  "
+        "Session count: 0"
+    ]
+    clock.advance(10)  # stays raised: no more lines
+    assert len(warnings(log)) == 1
+
+
+def test_data_alarm_clears_when_traffic_resumes_with_its_duration() -> None:
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 0 in 2\n}\n"
+    )
+    relay = Counters()
+    member = mset.attach(CLIENT, TARGET, "connect", relay)
+    assert member is not None
+    clock.advance(2)  # raised at 2
+    relay.values[0] = 5
+    clock.advance(2)  # cleared at 4: 2 s of alarm
+    assert warnings(log)[-1] == (
+        "monitor(1): alarm/data ]: 0/0 -> 0/0 internal.recv: 5/0 in 2s.  "
+        "Session count: 1.  Alarm duration: 2s"
+    )
+
+
+def test_data_alarm_threshold_is_at_most_bytes() -> None:
+    """BYTES moved is still an alarm; one more is not."""
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n alarm.data: 100 in 5\n}\n"
+    )
+    relay = Counters()
+    mset.attach(CLIENT, TARGET, "connect", relay)
+    relay.values = [50, 0, 0, 51]  # 101 in all four counters
+    clock.advance(5)
+    assert warnings(log) == []
+    relay.values = [100, 0, 0, 51]  # 50 more: at most 100
+    clock.advance(5)
+    assert warnings(log) == [
+        "monitor(1): alarm/data [: 0/0 -> 0/0 internal/external: 50/100 in 5s.  "
+        "Session count: 1"
+    ]
+
+
+def test_data_alarm_counts_only_its_side_and_direction() -> None:
+    """external.send counts bytes written to the target, nothing else."""
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n external.alarm.data.send: 0 in 1\n}\n"
+    )
+    relay = Counters()
+    mset.attach(CLIENT, TARGET, "connect", relay)
+    relay.values = [10, 10, 10, 0]
+    clock.advance(1)
+    assert "external.send: 0/0 in 1s" in warnings(log)[0]
+
+
+def test_bytes_of_an_ended_session_still_count_in_its_period() -> None:
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.data: 0 in 3\n}\n"
+    )
+    relay = Counters()
+    member = mset.attach(CLIENT, TARGET, "connect", relay)
+    assert member is not None
+    relay.values = [7, 0, 0, 0]
+    member.ended("client")
+    clock.advance(3)
+    assert warnings(log) == []
+
+
+def test_first_matching_monitor_owns_the_session() -> None:
+    mset, _clock, _log = running(
+        "monitor { from: 10.0.0.0/8 to: 0/0\n alarm.data: 0 in 5\n}\n"
+        "monitor { from: 127.0.0.0/8 to: 0/0 port = 80\n alarm.data: 0 in 5\n}\n"
+        "monitor { from: 0/0 to: 0/0\n alarm.data: 0 in 5\n}\n"
+    )
+    member = mset.attach(CLIENT, TARGET, "connect", Counters())
+    assert member is not None and member._monitor.monitor.number == 2
+    other = Address.from_host("192.0.2.1", 1)
+    member = mset.attach(other, TARGET, "connect", Counters())
+    assert member is not None and member._monitor.monitor.number == 3
+
+
+def test_monitor_commands_and_protocols_restrict_matching() -> None:
+    mset, _clock, _log = running(
+        "monitor { from: 0/0 to: 0/0 protocol: udp\n alarm.data: 0 in 5\n}\n"
+    )
+    assert mset.attach(CLIENT, TARGET, "connect", Counters()) is None
+
+
+def test_disconnect_alarm_counts_closes_by_that_sides_peer() -> None:
+    """3 targets closed in the period: external alarm; our timeouts do not count."""
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n external.alarm.disconnect: 3/1 in 5\n}\n"
+    )
+    members = [mset.attach(CLIENT, TARGET, "connect", Counters()) for _ in range(5)]
+    for m in members[:2]:
+        assert m is not None
+        m.ended("target")
+    members[2].ended("timeout")  # type: ignore[union-attr]
+    clock.advance(5)
+    assert warnings(log) == []  # 2 < 3
+    members += [mset.attach(CLIENT, TARGET, "connect", Counters())]
+    for m in members[3:]:
+        m.ended("target")  # type: ignore[union-attr]
+    clock.advance(5)
+    assert warnings(log) == [
+        "monitor(1): alarm/disconnect ]: 0/0 -> 0/0 external: 3/3 disconnects "
+        "during last 5s.  Session count: 0"
+    ]
+
+
+def test_disconnect_alarm_min_and_ratio() -> None:
+    """MIN reached, and at least one in RATIO of the ended sessions."""
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.disconnect: 2/2 in 5\n}\n"
+    )
+    ends = ["client", "client", "target", "target", "target"]  # 2 of 5 < 1/2
+    for who in ends:
+        m = mset.attach(CLIENT, TARGET, "connect", Counters())
+        assert m is not None
+        m.ended(who)
+    clock.advance(5)
+    assert warnings(log) == []
+    for who in ["client", "client", "target"]:  # 2 of 3 >= 1/2
+        m = mset.attach(CLIENT, TARGET, "connect", Counters())
+        assert m is not None
+        m.ended(who)
+    clock.advance(5)
+    assert warnings(log) == [
+        "monitor(1): alarm/disconnect ]: 0/0 -> 0/0 internal: 2/3 disconnects "
+        "during last 5s.  Session count: 0"
+    ]
+
+
+def test_reconfiguring_stops_the_old_timers_and_drops_alarms() -> None:
+    mset, clock, log = running(
+        "monitor { from: 0/0 to: 0/0\n alarm.data: 0 in 5\n alarm.disconnect: 1/1\n}\n"
+    )
+    assert len(clock.getDelayedCalls()) == 2
+    mset.configure((), log.warning, NO_DNS)
+    assert clock.getDelayedCalls() == []
+    mset.stop()
+
+
+def test_the_mtu_test_alarm_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigErrors) as info:
+        monitors("monitor { from: 0/0 to: 0/0\n alarm.test.mtu-error: yes\n}\n")
+    assert "t.conf:4:2: error: 'alarm.test.mtu-error' is not supported yet" in str(
+        info.value
+    )
+
+
+def test_session_joins_its_monitor_and_leaves_with_its_bytes() -> None:
+    """The CONNECT session is watched from relay start to its end."""
+    text = HEAD + "client pass { from: 0/0 to: 0/0 }\n" + SOCKS
+    text += "monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 3 in 10\n}\n"
+    m = memory_session(text)
+    cfg = m.session.policy.config
+    m.session.runtime.monitors.configure(cfg.monitors, m.log.warning, NO_DNS)
+    m.send(b"\x05\x01\x00")  # RFC 1928 §3: VER=5 NMETHODS=1 METHODS=[00]
+    # RFC 1928 §4: CONNECT 10.1.2.3:80, then 4 early bytes for the target
+    m.send(b"\x05\x01\x00\x01\x0a\x01\x02\x03\x00\x50" + b"ping")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sock = socket.create_connection(server.getsockname())
+        server.accept()[0].close()
+    m.connector.calls[0].deferred.callback(sock)
+    member = m.session.monitored
+    assert member is not None
+    (relay,) = m.relays
+    relay.end(EndReason("target"))
+    assert member not in member._monitor.live
+    m.clock.advance(10)  # 4 bytes read from the client: more than 3
+    assert not [x for x in m.log.messages() if "alarm/data" in x]
+    m.session.runtime.monitors.stop()
