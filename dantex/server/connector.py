@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorFDSet,
@@ -142,9 +142,14 @@ class TcpConnector:
             socket with TCP_NODELAY (``.sock``), or fails with the ``OSError``
             of the connect.  Cancelling closes the socket.
         """
-        sock = socket.socket(
-            family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-        )
+        try:
+            # EMFILE/ENFILE when the process is out of descriptors: the
+            # caller answers the client like any other connect error.
+            sock = socket.socket(
+                family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+            )
+        except OSError as e:
+            return fail(Failure(e))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if source_ports is not None:
