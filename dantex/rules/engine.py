@@ -34,7 +34,7 @@ from attrs import frozen
 
 from dantex.config.model import AddressSpec, AddressSpecKind, Config, Rule
 from dantex.protocol.address import Address
-from dantex.rules._index import AddressIndex, PortIndex, ValueIndex, bits
+from dantex.rules._index import AddressIndex, PortIndex, ValueIndex
 from dantex.rules.addresses import Answers, Lookup, Matcher, NeedLookup, compile_address
 
 __all__ = [
@@ -193,7 +193,10 @@ class _List:
         ldap_groups: frozenset[str] = frozenset(),
     ) -> Match:
         rules, src_m, dst_m, named = self.rules, self.src, self.dst, self.named
-        for i in bits(mask):
+        while mask:  # the candidates, lowest bit (first rule) first
+            low = mask & -mask
+            mask ^= low
+            i = low.bit_length() - 1
             rule = rules[i]
             if named >> i & 1 and not _names_fit(rule, user, groups, ldap_groups):
                 continue

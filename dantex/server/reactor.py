@@ -21,11 +21,14 @@ from twisted.internet.main import installReactor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dantex.server.connector import _Connecting
 from dantex.server.lean import Conn
 
 __all__ = ["DantexReactor", "install"]
 
 _log = Logger()
+#: descriptor classes whose plain events skip Twisted's generic dispatch
+_FAST: frozenset[type] = frozenset({Conn, _Connecting})
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 
@@ -48,7 +51,7 @@ class DantexReactor(epollreactor.EPollReactor):
             selectable = selectables.get(fd)
             if selectable is None:
                 continue
-            if type(selectable) is Conn and not selectable.closed:
+            if type(selectable) in _FAST and not selectable.closed:
                 try:
                     if event == _IN:
                         selectable.read_cb()
