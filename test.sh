@@ -33,5 +33,5 @@ PY=${PYTHON:-python3}
 
 "$PY" -m ruff check dantex tests twisted bench examples
 "$PY" -m ruff format --check dantex tests twisted bench examples
-"$PY" -m mypy dantex tests twisted/plugins examples
+"$PY" -m mypy dantex tests twisted/plugins examples bench
 DANTEX_REQUIRE_PEERS=1 "$PY" -m pytest "$@"
