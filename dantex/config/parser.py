@@ -304,6 +304,22 @@ class Parser:
 
     # -- whole-file checks ----------------------------------------------
 
+    def _warn_connect_only_redirects(self) -> None:
+        """``redirect`` acts on CONNECT only: say so where a socks-rule with
+        one also passes BIND or UDP (given, or by not naming its commands)."""
+        others = {"bind", "bindreply", "udpassociate", "udpreply"}
+        for rule in self.rules[RuleKind.SOCKS]:
+            if rule.redirect_to is None and rule.redirect_from is None:
+                continue
+            if rule.commands is not None and not rule.commands & others:
+                continue
+            self.warn(
+                rule.span,
+                "redirect applies to CONNECT only; the BIND and UDP ASSOCIATE "
+                "sessions this rule passes are not redirected",
+                "add 'command: connect' to the rule",
+            )
+
     def build(self) -> Config:
         end = self.ts.end_span()
         if not self.internals and not any("internal" in e.message for e in self.errors):
@@ -322,6 +338,7 @@ class Parser:
         from dantex.config._proxyproto import check_proxyprotocol
 
         check_proxyprotocol(self)
+        self._warn_connect_only_redirects()
         settings = dict(self.settings)
         socksmethods = settings.pop("socksmethods", ())
         if not socksmethods and not self.errors:

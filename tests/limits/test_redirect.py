@@ -202,3 +202,16 @@ def test_bind_in_range_skips_a_port_in_use() -> None:
         with socket.socket() as sock, pytest.raises(OSError) as info:
             _bind_in_range(sock, socket.AF_INET, "127.0.0.1", (taken, taken))
         assert info.value.errno == errno.EADDRINUSE
+
+
+def test_redirect_on_a_rule_that_also_passes_bind_or_udp_warns() -> None:
+    """A redirect rule not limited to CONNECT says at start-up what it skips."""
+    text = "redirect to: 10.0.0.9/32 port = 8080"
+    warned = [
+        str(w)
+        for w in parse(conf(text), "t.conf").warnings
+        if "redirect applies to CONNECT only" in str(w)
+    ]
+    assert len(warned) == 1 and warned[0].startswith("t.conf:5:1: warning")
+    only_connect = parse(conf(text + "\n  command: connect"), "t.conf")
+    assert not [w for w in only_connect.warnings if "CONNECT only" in str(w)]
