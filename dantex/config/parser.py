@@ -305,8 +305,9 @@ class Parser:
     # -- whole-file checks ----------------------------------------------
 
     def _warn_connect_only_redirects(self) -> None:
-        """``redirect`` acts on CONNECT only: say so where a socks-rule with
-        one also passes BIND or UDP (given, or by not naming its commands)."""
+        """``redirect`` and monitors act on CONNECT only: say so where a
+        socks-rule with a redirect also passes BIND or UDP (given, or by not
+        naming its commands), and where a monitor can watch nothing."""
         others = {"bind", "bindreply", "udpassociate", "udpreply"}
         for rule in self.rules[RuleKind.SOCKS]:
             if rule.redirect_to is None and rule.redirect_from is None:
@@ -319,6 +320,19 @@ class Parser:
                 "sessions this rule passes are not redirected",
                 "add 'command: connect' to the rule",
             )
+        for monitor in self.monitors:
+            if monitor.commands is not None and not monitor.commands - others:
+                self.warn(
+                    monitor.span,
+                    "monitors watch CONNECT sessions only; this one watches nothing",
+                    "add 'connect' to its 'command:'",
+                )
+            elif monitor.protocols is not None and "tcp" not in monitor.protocols:
+                self.warn(
+                    monitor.span,
+                    "monitors watch TCP (CONNECT) sessions only; this one "
+                    "watches nothing",
+                )
 
     def build(self) -> Config:
         end = self.ts.end_span()

@@ -228,3 +228,21 @@ def test_session_joins_its_monitor_and_leaves_with_its_bytes() -> None:
     m.clock.advance(10)  # 4 bytes read from the client: more than 3
     assert not [x for x in m.log.messages() if "alarm/data" in x]
     m.session.runtime.monitors.stop()
+
+
+def test_monitor_that_can_watch_nothing_warns() -> None:
+    """A monitor for BIND/UDP only says at start-up that it watches nothing."""
+    head = "internal: 127.0.0.1\nsocksmethod: none\n"
+    for body in (
+        "monitor { from: 0/0 to: 0/0\n command: bind udpassociate\n"
+        " alarm.data: 0 in 5\n}\n",
+        "monitor { from: 0/0 to: 0/0\n protocol: udp\n alarm.data: 0 in 5\n}\n",
+    ):
+        config = parse(head + body, "t.conf")
+        assert any("watches nothing" in str(w) for w in config.warnings), body
+    config = parse(
+        head
+        + "monitor { from: 0/0 to: 0/0\n command: connect\n alarm.data: 0 in 5\n}\n",
+        "t.conf",
+    )
+    assert not any("watches nothing" in str(w) for w in config.warnings)
