@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import select
+from time import perf_counter
 
 from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
@@ -29,6 +30,7 @@ __all__ = ["DantexReactor", "install"]
 _log = Logger()
 #: descriptor classes whose plain events skip Twisted's generic dispatch
 _FAST: frozenset[type] = frozenset({Conn, _Connecting})
+_SPIN = 50e-6
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 
@@ -36,15 +38,34 @@ _OUT = select.EPOLLOUT
 class DantexReactor(epollreactor.EPollReactor):
     """``EPollReactor`` that dispatches events directly."""
 
+    #: seconds to keep polling without sleeping after a batch of events
+    spin = _SPIN
+
+    _busy = False
+
     def doPoll(self, timeout: float | None) -> None:
         if timeout is None:
             timeout = -1
+        poll = self._poller.poll
+        most = len(self._selectables)
         try:
-            events = self._poller.poll(timeout, len(self._selectables))
+            events = poll(0, most)
+            if not events and timeout != 0:
+                if self._busy and self.spin > 0:
+                    # Right after activity the answer is often microseconds
+                    # away: waiting awake for it saves the sleep and the
+                    # wake-up (tens of microseconds on a virtual CPU).
+                    window = self.spin if timeout < 0 else min(self.spin, timeout)
+                    deadline = perf_counter() + window
+                    while not events and perf_counter() < deadline:
+                        events = poll(0, most)
+                if not events:
+                    events = poll(timeout, most)
         except OSError as err:
             if err.errno == errno.EINTR:
                 return
             raise
+        self._busy = bool(events)
         selectables = self._selectables
         dispatch = self._doReadOrWrite
         for fd, event in events:

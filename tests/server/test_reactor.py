@@ -58,3 +58,39 @@ def test_failing_callback_loses_the_conn_not_the_reactor(
     assert [str(f.value) for f in lost] == ["boom"]
     assert ours.fileno() not in reactor._selectables
     reactor.doPoll(0)  # the reactor itself carries on
+
+
+class _Poller:
+    """Stands in for the epoll object: answers from a script, records timeouts."""
+
+    def __init__(self, answers: list[list[tuple[int, int]]]) -> None:
+        self.answers = answers
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout: float, most: int) -> list[tuple[int, int]]:
+        self.timeouts.append(timeout)
+        return self.answers.pop(0) if self.answers else []
+
+    def close(self) -> None:
+        pass
+
+
+def test_after_activity_the_reactor_polls_awake_before_sleeping() -> None:
+    """Once events came, an empty poll is retried without sleeping for a moment."""
+    reactor = DantexReactor()  # type: ignore[no-untyped-call]
+    real = reactor._poller
+    fake = _Poller([[(999, 1)]])  # one batch (for an unknown fd), then nothing
+    reactor._poller = fake
+    try:
+        reactor.doPoll(5.0)  # the batch
+        assert fake.timeouts == [0]
+        fake.timeouts.clear()
+        reactor.doPoll(5.0)  # nothing: spin with poll(0), then sleep
+        assert fake.timeouts[-1] == 5.0
+        assert fake.timeouts.count(0) >= 2
+        fake.timeouts.clear()
+        reactor.doPoll(5.0)  # idle since: straight to sleep
+        assert fake.timeouts == [0, 5.0]
+    finally:
+        reactor._poller = real
+        real.close()
