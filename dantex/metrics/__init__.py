@@ -104,7 +104,6 @@ class SessionMetrics:
         if relay is None or match is None:
             return
         rule = str(match.number)
-        self.sessions.labels(session.command, rule).inc()
         c_read, c_written, _t_read, _t_written = relay.counts()
         user = session.user or ""
         if c_read:
@@ -120,6 +119,8 @@ class SessionMetrics:
             lost = dropped + max(0, read - relayed)
             if lost:
                 self.udp.labels("dropped").inc(lost)
+        # Last: a scrape that counts this session also sees its bytes.
+        self.sessions.labels(session.command, rule).inc()
 
     def refused(self, reason: str) -> None:
         """A request was refused."""

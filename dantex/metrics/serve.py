@@ -12,6 +12,7 @@ import tempfile
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -29,6 +30,7 @@ class MetricsResource(Resource):
     """``GET /metrics`` (and ``/``): the text exposition format."""
 
     isLeaf = True
+    log = Logger()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -38,8 +40,18 @@ class MetricsResource(Resource):
         if request.path not in (b"/metrics", b"/"):
             request.setResponseCode(404)
             return b"not found\n"
+        for _ in range(3):
+            try:
+                body = generate_latest(self.registry)
+                break
+            except Exception as e:  # a worker's file grew while being read
+                why = e
+        else:
+            self.log.warn("metrics could not be read: {why}", why=why)
+            request.setResponseCode(503)
+            return b"metrics temporarily unavailable\n"
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        return generate_latest(self.registry)
+        return body
 
 
 def metrics_site(registry: CollectorRegistry) -> Site:

@@ -110,3 +110,37 @@ def test_route_health_gauge_follows_the_marks() -> None:
     assert runtime.route_marks.failed(key, 1, 60)
     metrics.refresh(runtime, policy)
     assert value(registry, "dantex_route_up", route="#1") == 0
+
+
+class _Flaky:
+    """A collector that fails ``failures`` times, then yields nothing."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def collect(self) -> list[object]:
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("read a half-written entry")
+        return []
+
+
+def _get(registry: CollectorRegistry) -> tuple[int, bytes]:
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from dantex.metrics.serve import MetricsResource
+
+    request = DummyRequest([b"metrics"])
+    request.path = b"/metrics"  # type: ignore[attr-defined]
+    body = MetricsResource(registry).render_GET(request)  # type: ignore[arg-type]
+    return request.responseCode or 200, body
+
+
+def test_scrape_retries_a_read_that_failed_once() -> None:
+    """A worker file caught mid-write is read again; persistent failure is a 503."""
+    registry = CollectorRegistry()
+    registry.register(_Flaky(1))  # type: ignore[arg-type]
+    assert _get(registry)[0] == 200
+    broken = CollectorRegistry()
+    broken.register(_Flaky(10))  # type: ignore[arg-type]
+    assert _get(broken) == (503, b"metrics temporarily unavailable\n")
