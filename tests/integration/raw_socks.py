@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import sys
 
-__all__ = ["exchange"]
+__all__ = ["exchange", "recv_exact", "recv_upto"]
 
 
 def exchange(
@@ -33,6 +33,28 @@ def exchange(
             if not data:
                 break
     return out
+
+
+def recv_upto(s: socket.socket, n: int, *, reads: int = 100) -> bytes:
+    """Read until ``n`` bytes or EOF, in at most ``reads`` reads (the
+    socket's timeout bounds each one)."""
+    data = b""
+    for _ in range(reads):
+        if len(data) >= n:
+            break
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes; :class:`EOFError` if the peer closes first."""
+    data = recv_upto(s, n, reads=max(100, n))
+    if len(data) < n:
+        raise EOFError(f"closed after {data!r}")
+    return data
 
 
 if __name__ == "__main__":

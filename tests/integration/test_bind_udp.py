@@ -23,6 +23,7 @@ import socks  # PySocks
 from tests.integration.conftest import RunDantex
 from tests.integration.dantex_server import DantexServer
 from tests.integration.peers.origins import FTP_BODY, Origins
+from tests.integration.raw_socks import recv_exact
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +47,6 @@ socks pass {
   log: error connect disconnect iooperation
 }
 """
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {data!r}")
-        data += chunk
-    return data
 
 
 def v5_control(server: DantexServer) -> socket.socket:

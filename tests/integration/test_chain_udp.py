@@ -17,10 +17,10 @@ import socks  # PySocks
 from tests.integration.conftest import RunDantex, StartPeer
 from tests.integration.peers import Danted, run_danted
 from tests.integration.peers.origins import Origins
+from tests.integration.raw_socks import recv_exact
 from tests.integration.test_bind_udp import (
     RULES,
     associate,
-    recv_exact,
     silent,
     udp_header,
     v5_control,

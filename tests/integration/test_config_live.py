@@ -14,6 +14,7 @@ import pytest
 from tests.integration.conftest import RunDantex
 from tests.integration.dantex_server import run_twistd
 from tests.integration.peers.origins import Origins
+from tests.integration.raw_socks import recv_upto
 
 pytestmark = pytest.mark.integration
 
@@ -32,28 +33,16 @@ def socks5_connect(host: str, port: int, target_port: int) -> socket.socket:
     s.sendall(b"\x05\x01\x00")
     assert s.recv(2) == b"\x05\x00"
     s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + target_port.to_bytes(2, "big"))
-    reply = _recv_exact(s, 10)
+    reply = recv_upto(s, 10)
     if reply[1] != 0:
         s.close()
         raise ConnectionRefusedError(f"SOCKS reply {reply[1]:#04x}")
     return s
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    for _ in range(100):
-        if len(data) >= n:
-            break
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def echo(s: socket.socket, payload: bytes) -> bytes:
     s.sendall(payload)
-    return _recv_exact(s, len(payload))
+    return recv_upto(s, len(payload))
 
 
 def wait_until(predicate: object, timeout: float = 5.0) -> None:

@@ -23,6 +23,7 @@ import pytest
 from tests.integration.conftest import under_policy
 from tests.integration.dantex_server import REPO, DantexServer, start_dantex
 from tests.integration.peers import Haproxy, Origins, run_haproxy
+from tests.integration.raw_socks import recv_upto
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +42,6 @@ ONE = ("--workers", "1")
 _FIXTURE_OWNS = re.compile(r"^\s*(log /dev/log|stats socket)\b.*$", re.M)
 
 
-def _read(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    for _ in range(64):  # bounded: a SOCKS reply is a few segments at most
-        if len(data) >= n:
-            break
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 @contextmanager
 def socks_connect(
     port: int, target: tuple[str, int], source: str = "127.0.0.1"
@@ -65,13 +54,13 @@ def socks_connect(
         sock.bind((source, 0))
         sock.connect(("127.0.0.1", port))
         sock.sendall(b"\x05\x01\x00")
-        assert _read(sock, 2) == b"\x05\x00"
+        assert recv_upto(sock, 2) == b"\x05\x00"
         sock.sendall(
             b"\x05\x01\x00\x01"
             + socket.inet_aton(target[0])
             + target[1].to_bytes(2, "big")
         )
-        yield sock, sock.getsockname()[1], _read(sock, 10)
+        yield sock, sock.getsockname()[1], recv_upto(sock, 10)
     finally:
         sock.close()
 
@@ -81,7 +70,7 @@ def echo_through(port: int, origins: Origins) -> int:
     with socks_connect(port, ("127.0.0.1", origins.echo_port)) as (s, sport, reply):
         assert reply[:2] == b"\x05\x00", reply
         s.sendall(b"ping\n")
-        assert _read(s, 5) == b"ping\n"
+        assert recv_upto(s, 5) == b"ping\n"
         return sport
 
 
@@ -150,7 +139,7 @@ def test_haproxy_two_nodes(tmp_path: Path, origins: Origins) -> None:
                 s, sport, reply = held.enter_context(socks_connect(ha.port, target))
                 assert reply[:2] == b"\x05\x00", reply
                 s.sendall(b"ping\n")
-                assert _read(s, 5) == b"ping\n"
+                assert recv_upto(s, 5) == b"ping\n"
                 sports.append(sport)
             owners = {served_by(nodes, sport) for sport in sports}
         assert owners == {"1", "2"}, (owners, ha.log_text()[-2000:])

@@ -20,6 +20,7 @@ import pytest
 from tests.integration.conftest import RunDantex
 from tests.integration.dantex_server import REPO, DantexServer, start_dantex
 from tests.integration.peers.origins import Origins
+from tests.integration.raw_socks import recv_upto
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +39,6 @@ def socks_rule(extra: str) -> str:
     )
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    for _ in range(100):
-        if len(data) >= n:
-            break
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def socks5(
     server: DantexServer, port: int, user: str | None = None, password: str = ""
 ) -> tuple[int, socket.socket]:
@@ -57,16 +46,16 @@ def socks5(
     s = socket.create_connection((server.host, server.port), timeout=10)
     if user is None:
         s.sendall(b"\x05\x01\x00")  # VER=5 NMETHODS=1 NO AUTH
-        assert _recv_exact(s, 2) == b"\x05\x00"
+        assert recv_upto(s, 2) == b"\x05\x00"
     else:
         s.sendall(b"\x05\x01\x02")  # VER=5 NMETHODS=1 USERNAME/PASSWORD
-        assert _recv_exact(s, 2) == b"\x05\x02"
+        assert recv_upto(s, 2) == b"\x05\x02"
         u, p = user.encode(), password.encode()
         s.sendall(b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p)
-        assert _recv_exact(s, 2) == b"\x01\x00"
+        assert recv_upto(s, 2) == b"\x01\x00"
     # VER=5 CMD=CONNECT RSV ATYP=IPv4 127.0.0.1 PORT
     s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
-    reply = _recv_exact(s, 10)
+    reply = recv_upto(s, 10)
     assert len(reply) == 10 and reply[0] == 5, reply
     return reply[1], s
 
@@ -239,7 +228,7 @@ def test_session_max_refuses_third_and_admits_after_one_ends(
     third = admitted(server, origins.echo_port)
     assert third is not None
     third.sendall(b"ping")
-    assert _recv_exact(third, 4) == b"ping"
+    assert recv_upto(third, 4) == b"ping"
     for s in (second, third):
         s.close()
 

@@ -21,6 +21,7 @@ import socks  # PySocks
 from tests.integration.conftest import RunDantex, StartPeer
 from tests.integration.peers.danted import run_danted
 from tests.integration.peers.origins import Origins
+from tests.integration.raw_socks import recv_exact
 
 pytestmark = pytest.mark.integration
 
@@ -80,16 +81,6 @@ def wait_log(server: Server, pattern: str) -> None:
             f"{pattern!r} not in log:\n{server.log_text()[-3000:]}"
         )
         time.sleep(0.05)
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {data!r}")
-        data += chunk
-    return data
 
 
 def control(server: Server) -> socket.socket:
