@@ -40,7 +40,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -48,6 +47,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the peers' start functions live in tests/
+
+import bench._pytargets as targets  # noqa: E402
+from bench._pytargets import CHUNK, serve  # noqa: E402
 
 RULES = """\
 client pass { from: 127.0.0.0/8 to: 0/0 }
@@ -57,7 +59,6 @@ DANTED_RULES = """\
 client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
 socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 """
-CHUNK = 1 << 20
 #: SO_LINGER on, 0 s: close() sends a reset
 _RESET = struct.pack("ii", 1, 0)
 
@@ -72,43 +73,6 @@ def parent_route(port: int) -> str:
 
 
 # -- origins: an echo server and a bulk source, in threads ----------------------
-
-
-def _serve(handler: object) -> int:
-    """A listening socket on 127.0.0.1 served by ``handler(conn)`` per
-    connection, each in a daemon thread; returns its port."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
-
-    def loop() -> None:
-        while True:
-            conn, _ = server.accept()
-            threading.Thread(target=handler, args=(conn,), daemon=True).start()  # type: ignore[arg-type]
-
-    threading.Thread(target=loop, daemon=True).start()
-    return int(server.getsockname()[1])
-
-
-def _echo(conn: socket.socket) -> None:
-    with conn:
-        try:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-        except OSError:
-            pass
-
-
-def _source(conn: socket.socket) -> None:
-    """Read the number of MiB wanted (one line), send that many, close."""
-    with conn:
-        try:
-            line = b""
-            while not line.endswith(b"\n"):
-                line += conn.recv(16)
-            block = b"\x5a" * CHUNK
-            for _ in range(int(line)):
-                conn.sendall(block)
-        except (OSError, ValueError):
-            pass
 
 
 # -- the systems -------------------------------------------------------------------
@@ -270,8 +234,8 @@ def main() -> None:
     a = parser.parse_args()
     from tests.integration.peers import run_danted
 
-    echo = _serve(_echo)
-    source = _serve(_source)
+    echo = serve(targets.echo)
+    source = serve(targets.source)
     with ExitStack() as stack:
         parent = stack.enter_context(run_danted(rules=DANTED_RULES))
         chained = stack.enter_context(

@@ -32,7 +32,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,6 +39,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import bench._pytargets as targets  # noqa: E402
+from bench._pytargets import CHUNK, serve  # noqa: E402
 
 CLIENT = "client pass { from: 127.0.0.0/8 to: 0/0 }\n"
 PASS = "socks pass { from: 0/0 to: 0/0 }\n"
@@ -49,42 +51,6 @@ COUNTED = (
     "session.throttle: 1000000/1 }\n"
 )
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
-CHUNK = 1 << 20
-
-
-def _serve(handler: object) -> int:
-    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
-
-    def loop() -> None:
-        while True:
-            conn, _ = server.accept()
-            threading.Thread(target=handler, args=(conn,), daemon=True).start()  # type: ignore[arg-type]
-
-    threading.Thread(target=loop, daemon=True).start()
-    return int(server.getsockname()[1])
-
-
-def _echo(conn: socket.socket) -> None:
-    with conn:
-        try:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-        except OSError:
-            pass
-
-
-def _source(conn: socket.socket) -> None:
-    """Read the number of MiB wanted (one line), send that many, close."""
-    with conn:
-        try:
-            line = b""
-            while not line.endswith(b"\n"):
-                line += conn.recv(16)
-            block = b"\x5a" * CHUNK
-            for _ in range(int(line)):
-                conn.sendall(block)
-        except (OSError, ValueError):
-            pass
 
 
 @contextmanager
@@ -207,7 +173,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000_000)
     a = parser.parse_args()
     print(f"{'limited(rule), unlimited rule':30s} {_check_cost():7.3f} us per call")
-    echo, source = _serve(_echo), _serve(_source)
+    echo, source = serve(targets.echo), serve(targets.source)
     with ExitStack() as stack:
         systems = {
             "no limits": stack.enter_context(dantex(CLIENT + PASS)),
