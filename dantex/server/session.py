@@ -90,6 +90,10 @@ def _address_of(addr: object) -> Address:
     return Address(AddressType.IPV4, "0.0.0.0", 0)
 
 
+#: one shared empty set (``frozenset()`` allocates a new one each call)
+_NO_GROUPS: frozenset[str] = frozenset()
+
+
 @implementer(IHalfCloseableProtocol)
 class SocksSession(Protocol):
     """Server side of one SOCKS connection.
@@ -97,6 +101,41 @@ class SocksSession(Protocol):
     :param policy: the configuration generation in force when it was accepted.
     :param runtime: resolver, connector, relays and clock.
     """
+
+    #: the session's own state in slots: a tunnel is held for hours, and an
+    #: instance dict of this many keys would cost ~1.5 KiB per session
+    __slots__ = (
+        "_buffered",
+        "_deadline",
+        "_early",
+        "_pending",
+        "auth",
+        "auth_error",
+        "cleanups",
+        "client",
+        "client_match",
+        "client_rule",
+        "clientmethod",
+        "codec",
+        "command",
+        "external",
+        "groups",
+        "ldap_groups",
+        "limits",
+        "method",
+        "monitored",
+        "policy",
+        "proxied",
+        "relay",
+        "runtime",
+        "server",
+        "socks_match",
+        "started",
+        "state",
+        "target",
+        "user",
+        "version",
+    )
 
     log = Logger()
 
@@ -122,7 +161,7 @@ class SocksSession(Protocol):
         self.method = "none"
         self.user: str | None = None
         self.clientmethod = "none"
-        self.groups: frozenset[str] = frozenset()
+        self.groups: frozenset[str] = _NO_GROUPS
         #: LDAP groups for ``ldap.group:`` (None: not looked up yet)
         self.ldap_groups: frozenset[str] | None = None
         #: why an address-based check (ident, PAM rhost) failed, if it did
