@@ -174,6 +174,11 @@ class Conn:
             return
         self._forget()
         self.closed = True
+        # The callbacks are bound methods of whoever drove this socket, which
+        # holds us in turn: dropping them lets reference counting free a
+        # finished session instead of the cyclic collector.
+        self.read_cb = self.write_cb = _nothing
+        self.lost_cb = _ignore_lost
         if reset:
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

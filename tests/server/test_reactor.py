@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +96,25 @@ def test_after_activity_the_reactor_polls_awake_before_sleeping() -> None:
     finally:
         reactor._poller = real
         real.close()
+
+
+def test_closed_conn_lets_go_of_its_driver(
+    pair: tuple[DantexReactor, socket.socket, socket.socket],
+) -> None:
+    """After close() the callbacks' owner is freed by reference counting alone."""
+    reactor, ours, _theirs = pair
+
+    class Driver:
+        def __init__(self, conn: Conn) -> None:
+            self.conn = conn
+            conn.read_cb = self.on_read
+
+        def on_read(self) -> None:
+            pass
+
+    conn = Conn(reactor, socket.socket(fileno=os.dup(ours.fileno())))
+    driver = Driver(conn)
+    gone = weakref.ref(driver)
+    conn.close()
+    del driver, conn
+    assert gone() is None
