@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from python_socks.sync import Proxy
 
-from tests.integration.conftest import OPEN_RULES, RunDantex
+from tests.integration.conftest import OPEN_RULES, RunDantex, peer_missing
 from tests.integration.dantex_server import DantexServer, start_dantex
+from tests.integration.peers import PeerMissingError
 from tests.integration.peers.origins import Origins
 
 pytestmark = pytest.mark.integration
@@ -165,6 +166,14 @@ def _free_low_port() -> int:
 
 
 @pytest.fixture
+def as_root() -> None:
+    """Dropping privileges needs root: required like a peer (fails under the
+    test command, which runs as root; skips elsewhere)."""
+    if os.geteuid() != 0:
+        peer_missing(PeerMissingError("root (to drop privileges)"))
+
+
+@pytest.fixture
 def world_readable(tmp_path: Path) -> Iterator[Path]:
     """A directory user nobody can read (pytest's own is root-only)."""
     d = tmp_path / "pub"
@@ -174,9 +183,8 @@ def world_readable(tmp_path: Path) -> Iterator[Path]:
     yield d
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_twistd_uid_binds_a_low_port_first_then_runs_as_nobody(
-    world_readable: Path, origins: Origins
+    as_root: None, world_readable: Path, origins: Origins
 ) -> None:
     """twistd --uid nobody: port < 1024 bound as root, then every id is nobody's
     and the server still serves."""
@@ -200,10 +208,9 @@ def test_twistd_uid_binds_a_low_port_first_then_runs_as_nobody(
         sock.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_user_unprivileged_sets_the_effective_user(
-    world_readable: Path, origins: Origins, workers: int
+    as_root: None, world_readable: Path, origins: Origins, workers: int
 ) -> None:
     """user.unprivileged: nobody: effective uid nobody (saved root, as Dante),
     low port bound first, sessions served; each worker does the same."""
