@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -92,37 +91,14 @@ def echo_server() -> Iterator[int]:
 @contextmanager
 def dantex(config: str, workers: int) -> Iterator[int]:
     """twistd dante with ``config`` (internal port 0); yields the port."""
-    with tempfile.TemporaryDirectory() as d:
-        log = Path(d) / "dantex.log"
-        conf = Path(d) / "sockd.conf"
-        conf.write_text(
-            f"logoutput: {log}\ninternal: 127.0.0.1 port = 0\n{config}\n{RULES}"
-        )
-        from tests.integration.dantex_server import twistd_command
+    from tests.integration.dantex_server import start_dantex
 
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        proc = subprocess.Popen(
-            [*twistd_command(), "-n", "--pidfile=", "dante",
-             "-c", str(conf), "--workers", str(workers)],
-            cwd=d,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            port = 0
-            for _ in range(200):
-                text = log.read_text() if log.exists() else ""
-                if "running" in text and "listening on" in text:
-                    port = int(text.split("listening on 127.0.0.1.")[1].split()[0])
-                    break
-                time.sleep(0.05)
-            if not port:
-                raise RuntimeError("dantex did not start")
-            yield port
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+    text = f"internal: 127.0.0.1 port = 0\n{config}\n{RULES}"
+    with (
+        tempfile.TemporaryDirectory() as d,
+        start_dantex(text, Path(d), extra_args=["--workers", str(workers)]) as server,
+    ):
+        yield server.port
 
 
 async def one_setup(proxy: int, echo: int, user: bytes, password: bytes) -> bool:

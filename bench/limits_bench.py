@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,35 +54,16 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 @contextmanager
 def dantex(rules: str, workers: int = 1) -> Iterator[tuple[int, int]]:
     """twistd dante serving ``rules``; yields (port, pid)."""
-    with tempfile.TemporaryDirectory() as d:
-        log = Path(d) / "dantex.log"
-        conf = Path(d) / "sockd.conf"
-        conf.write_text(
-            f"logoutput: {log}\ninternal: 127.0.0.1 port = 0\n"
-            f"socksmethod: none\n{rules}"
-        )
-        from tests.integration.dantex_server import twistd_command
+    from tests.integration.dantex_server import start_dantex
 
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        proc = subprocess.Popen(
-            [*twistd_command(), "-n", "--pidfile=", "dante", "-c", str(conf),
-             "--workers", str(workers)],
-            cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            port = 0
-            for _ in range(600):
-                text = log.read_text() if log.exists() else ""
-                if "running" in text and "listening on" in text:
-                    port = int(text.split("listening on 127.0.0.1.")[1].split()[0])
-                    break
-                time.sleep(0.05)
-            if not port:
-                raise RuntimeError("dantex did not start")
-            yield port, proc.pid
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+    config = f"internal: 127.0.0.1 port = 0\nsocksmethod: none\n{rules}"
+    with (
+        tempfile.TemporaryDirectory() as d,
+        start_dantex(
+            config, Path(d), extra_args=["--workers", str(workers)], timeout=30
+        ) as server,
+    ):
+        yield server.port, server.pid
 
 
 async def _one_setup(proxy: int, echo: int) -> bool:
