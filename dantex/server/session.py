@@ -47,6 +47,7 @@ from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server import httpconnect
 from dantex.server._replyreason import reply_reason
+from dantex.server.connect import rule_timeout
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -678,8 +679,6 @@ class SocksSession(Protocol):
         """The command handler has connected and started ``relay``."""
         self.relay = relay
         self.state = State.RELAYING
-        from dantex.server.connect import rule_timeout
-
         relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
         if self.command == "connect" and self.target is not None:
             self.monitored = self.runtime.monitors.attach(
