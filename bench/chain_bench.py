@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the peers' start functions live in tests/
 
 import bench._pytargets as targets  # noqa: E402
-from bench._pytargets import CHUNK, serve  # noqa: E402
+from bench._pytargets import CHUNK, load, serve  # noqa: E402
 
 RULES = """\
 client pass { from: 127.0.0.0/8 to: 0/0 }
@@ -57,7 +56,6 @@ client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
 socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 """
 #: SO_LINGER on, 0 s: close() sends a reset
-_RESET = struct.pack("ii", 1, 0)
 
 
 def parent_route(port: int) -> str:
@@ -126,49 +124,6 @@ def bulk(proxy: int | None, source: int, megabytes: int) -> float:
     return total / elapsed / 1e6
 
 
-async def _one_setup(proxy: int | None, echo: int) -> bool:
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy or echo)
-    try:
-        if proxy is not None:
-            writer.write(
-                b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01"
-                + echo.to_bytes(2, "big")
-            )
-            if await reader.readexactly(2) != b"\x05\x00":
-                return False
-            if (await reader.readexactly(10))[1] != 0:
-                return False
-        writer.write(b"x")
-        return await reader.readexactly(1) == b"x"
-    finally:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # close with a reset: no TIME_WAIT left behind
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        writer.close()
-
-
-async def _load(
-    proxy: int | None, echo: int, seconds: float, conc: int
-) -> tuple[int, int]:
-    done = failed = 0
-    deadline = time.monotonic() + seconds
-
-    async def worker() -> None:
-        nonlocal done, failed
-        while time.monotonic() < deadline:
-            try:
-                ok = await asyncio.wait_for(_one_setup(proxy, echo), 10)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                ok = False
-            if ok:
-                done += 1
-            else:
-                failed += 1
-
-    await asyncio.gather(*(worker() for _ in range(conc)))
-    return done, failed
-
-
 def run_all(
     systems: list[tuple[str, int | None]], echo: int, source: int, a: argparse.Namespace
 ) -> None:
@@ -177,7 +132,7 @@ def run_all(
     of closed loopback connections pile up and slow every connect)."""
     bulk_rates = {}
     for name, port in systems:
-        asyncio.run(_load(port, echo, 0.5, 2))  # warm-up
+        asyncio.run(load(port, echo, 0.5, 2))  # warm-up
         bulk_rates[name] = statistics.median(
             bulk(port, source, a.megabytes) for _ in range(a.repeat)
         )
@@ -186,7 +141,7 @@ def run_all(
     rounds = max(1, round(a.seconds))
     for _ in range(rounds):
         for name, port in systems:
-            ok, bad = asyncio.run(_load(port, echo, 1.0, a.concurrency))
+            ok, bad = asyncio.run(load(port, echo, 1.0, a.concurrency))
             done[name] += ok
             failed[name] += bad
     print(f"{'':24s} {'bulk':>14s} {'setups':>18s}", flush=True)

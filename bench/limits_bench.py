@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import bench._pytargets as targets  # noqa: E402
-from bench._pytargets import CHUNK, serve  # noqa: E402
+from bench._pytargets import CHUNK, load, serve  # noqa: E402
 
 CLIENT = "client pass { from: 127.0.0.0/8 to: 0/0 }\n"
 PASS = "socks pass { from: 0/0 to: 0/0 }\n"
@@ -48,7 +47,6 @@ COUNTED = (
     "socks pass { from: 0/0 to: 0/0 session.max: 1000000 "
     "session.throttle: 1000000/1 }\n"
 )
-_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 @contextmanager
@@ -64,42 +62,6 @@ def dantex(rules: str, workers: int = 1) -> Iterator[tuple[int, int]]:
         ) as server,
     ):
         yield server.port, server.pid
-
-
-async def _one_setup(proxy: int, echo: int) -> bool:
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy)
-    try:
-        writer.write(
-            b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + echo.to_bytes(2, "big")
-        )
-        if await reader.readexactly(2) != b"\x05\x00":
-            return False
-        if (await reader.readexactly(10))[1] != 0:
-            return False
-        writer.write(b"x")
-        return await reader.readexactly(1) == b"x"
-    finally:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        writer.close()
-
-
-async def _load(proxy: int, echo: int, seconds: float, conc: int) -> tuple[int, int]:
-    done = failed = 0
-    deadline = time.monotonic() + seconds
-
-    async def worker() -> None:
-        nonlocal done, failed
-        while time.monotonic() < deadline:
-            try:
-                ok = await asyncio.wait_for(_one_setup(proxy, echo), 10)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                ok = False
-            done, failed = (done + 1, failed) if ok else (done, failed + 1)
-
-    await asyncio.gather(*(worker() for _ in range(conc)))
-    return done, failed
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -163,13 +125,13 @@ def main() -> None:
             ),
         }
         for port, _pid in systems.values():
-            asyncio.run(_load(port, echo, 0.5, 2))  # warm-up
+            asyncio.run(load(port, echo, 0.5, 2))  # warm-up
         done = dict.fromkeys(systems, 0)
         failed = dict.fromkeys(systems, 0)
         rounds = max(1, round(a.seconds))
         for _ in range(rounds):
             for name, (port, _pid) in systems.items():
-                ok, bad = asyncio.run(_load(port, echo, 1.0, a.concurrency))
+                ok, bad = asyncio.run(load(port, echo, 1.0, a.concurrency))
                 done[name] += ok
                 failed[name] += bad
         for name in systems:
