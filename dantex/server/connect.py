@@ -40,10 +40,8 @@ def rule_timeout(session: SocksSession, name: str) -> float:
 
     A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
     """
-    rules = (
-        m.rule if m is not None else None
-        for m in (session.socks_match, session.client_match)
-    )
+    sm, cm = session.socks_match, session.client_match
+    rules = (sm.rule if sm is not None else None, cm.rule if cm is not None else None)
     if name == "tcp_fin_wait":
         return fin_wait(rules, session.policy.timeouts)
     return pick(name, rules, session.policy.timeouts)

@@ -38,7 +38,7 @@ class _Connecting(Conn):
 
     def __init__(self, reactor: IReactorFDSet, sock: socket.socket) -> None:
         super().__init__(reactor, sock)
-        self.deferred: Deferred[Conn] = Deferred(self._cancel)
+        self.deferred: Deferred[Conn] | None = Deferred(self._cancel)
         self.timer: IDelayedCall | None = None
         self.write_cb = self._writable
         self.lost_cb = self._lost
@@ -51,11 +51,18 @@ class _Connecting(Conn):
         self._stop_timer()
         self.write_cb = _idle
         self.lost_cb = _ignore
-        self.deferred.callback(self)
+        self._fire().callback(self)
+
+    def _fire(self) -> Deferred[Conn]:
+        """The Deferred, forgotten before it fires: its canceller holds us,
+        and keeping both would leave a reference cycle behind."""
+        d, self.deferred = self.deferred, None
+        assert d is not None
+        return d
 
     def _lost(self, reason: Failure) -> None:
         # epoll reports a failed connect as HUP/ERR: the errno is in SO_ERROR.
-        if self.deferred.called:
+        if self.deferred is None:
             return
         try:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -70,8 +77,8 @@ class _Connecting(Conn):
     def _fail(self, error: BaseException | None) -> None:
         self._stop_timer()
         self.close()
-        if not self.deferred.called:
-            self.deferred.errback(Failure(error or ConnectionError("connect failed")))
+        if self.deferred is not None:
+            self._fire().errback(Failure(error or ConnectionError("connect failed")))
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -82,6 +89,7 @@ class _Connecting(Conn):
     def _cancel(self, d: Deferred[Conn]) -> None:
         self._stop_timer()
         self.close()
+        self.deferred = None
         d.errback(Failure(CancelledError()))
 
 
@@ -178,4 +186,5 @@ class TcpConnector:
         if timeout > 0:
             clock: IReactorTime = self._reactor  # type: ignore[assignment]
             pending.timer = clock.callLater(timeout, pending.timed_out)
+        assert pending.deferred is not None
         return pending.deferred

@@ -167,7 +167,7 @@ class Runtime:
             on_end = session.relay_ended
         client, unsent = take_client(session.transport, self.reactor)
         flags = session.log_flags()
-        io_log = bool(flags & {"iooperation", "data"})  # only the copy relay sees reads
+        io_log = not flags.isdisjoint(_IO_FLAGS)  # only the copy relay sees reads
         relay: Relay
         held = session.limits
         bandwidth = held.bandwidth if held is not None else None
@@ -219,6 +219,10 @@ class Runtime:
             if wildcard and (ip == local_ip or ip.startswith("127.") or ip == "::1"):
                 return True
         return False
+
+
+#: ``log:`` flags that need the copy relay (it sees every read)
+_IO_FLAGS = frozenset({"iooperation", "data"})
 
 
 def family_of(ip: str) -> int:

@@ -23,13 +23,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dantex.server.connector import _Connecting
-from dantex.server.lean import Conn
+from dantex.server.lean import Conn, LeanTransport
 
 __all__ = ["DantexReactor", "install"]
 
 _log = Logger()
 #: descriptor classes whose plain events skip Twisted's generic dispatch
-_FAST: frozenset[type] = frozenset({Conn, _Connecting})
+_FAST: frozenset[type] = frozenset({Conn, LeanTransport, _Connecting})
 _SPIN = 50e-6
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT

@@ -353,6 +353,12 @@ class TwistedRelay(Relay):
             if self.shaper is not None:
                 self.shaper.stop()
             self._ended(self._first or EndReason(side.name))
+            # The sides, their peers and the relay refer to each other:
+            # parting them lets reference counting free the session.
+            for s in (self.client, self.target):
+                s.peer = None
+                del s.relay
+            self.on_io = None
 
     def abort(self, reason: EndReason, *, reset: bool = True) -> None:
         self._capture_tcp_info(self.client.transport, self.target.transport)

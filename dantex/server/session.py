@@ -92,7 +92,7 @@ def _address_of(addr: object) -> Address:
 
 
 #: one shared empty set (``frozenset()`` allocates a new one each call)
-_NO_GROUPS: frozenset[str] = frozenset()
+_EMPTY: frozenset[str] = frozenset()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -110,7 +110,6 @@ class SocksSession(Protocol):
         "_deadline",
         "_early",
         "_pending",
-        "auth",
         "auth_error",
         "cleanups",
         "client",
@@ -162,12 +161,11 @@ class SocksSession(Protocol):
         self.method = "none"
         self.user: str | None = None
         self.clientmethod = "none"
-        self.groups: frozenset[str] = _NO_GROUPS
+        self.groups: frozenset[str] = _EMPTY
         #: LDAP groups for ``ldap.group:`` (None: not looked up yet)
         self.ldap_groups: frozenset[str] | None = None
         #: why an address-based check (ident, PAM rhost) failed, if it did
         self.auth_error: str | None = None
-        self.auth = SessionAuth(self)
         self.command = "connect"
         self.target: Address | None = None
         self.external: Address | None = None
@@ -183,6 +181,13 @@ class SocksSession(Protocol):
         self._early = 0
         #: run once when the session closes (sockets a handler holds).
         self.cleanups: list[Callable[[], None]] = []
+
+    @property
+    def auth(self) -> SessionAuth:
+        """The authentication steps, made on use: a helper kept in a slot
+        would hold the session in a reference cycle, and every finished
+        session would wait for the cyclic collector."""
+        return SessionAuth(self)
 
     # -- Twisted callbacks ---------------------------------------------------
 
@@ -356,9 +361,8 @@ class SocksSession(Protocol):
             self.dataReceived(data)
 
     def _logs(self, match: Match, *flags: str) -> bool:
-        if match.rule is None:
-            return True
-        return any(f in match.rule.log for f in flags)
+        rule = match.rule
+        return rule is None or not rule.log.isdisjoint(flags)
 
     # -- negotiation ---------------------------------------------------------------
 
@@ -395,10 +399,12 @@ class SocksSession(Protocol):
                 httpconnect.http_requested(self, event)
 
     def _requested(self, command: str, target: Address) -> None:
-        self.policy.log.debug(
-            f"{self._client_text()}: {self.proxyprotocol()} {command} request "
-            f"for {dante_addr(target)}"
-        )
+        dlog = self.policy.log
+        if dlog.debug_level > 0:
+            dlog.debug(
+                f"{self._client_text()}: {self.proxyprotocol()} {command} request "
+                f"for {dante_addr(target)}"
+            )
         self.state = State.REQUESTED
         self.command = command
         self.target = target
@@ -696,7 +702,7 @@ class SocksSession(Protocol):
         """The ``log:`` flags of the socks-rule that passed this session."""
         match = self.socks_match
         if match is None or match.rule is None:
-            return frozenset()
+            return _EMPTY
         return match.rule.log
 
     def io_record(self, from_client: bool, data: bytes) -> None:
