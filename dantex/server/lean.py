@@ -393,9 +393,7 @@ class LeanTransport(Conn):
         return self, unsent
 
 
-def listening_socket(
-    host: str, port: int, *, reuse_port: bool = False
-) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening, non-blocking TCP socket with TCP_NODELAY.
 
     :raises OSError: the address cannot be bound.
@@ -404,8 +402,6 @@ def listening_socket(
     sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

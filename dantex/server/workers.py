@@ -1,10 +1,13 @@
 """Several worker processes: the supervisor side of ``twistd dante --workers N``.
 
-The supervisor (the twistd process) binds one ``SO_REUSEPORT`` listening
-socket per worker and ``internal:`` address, so the kernel spreads new
-connections evenly (one socket shared by all balances badly).  Workers are
+The supervisor (the twistd process) binds one listening socket per
+``internal:`` address and every worker accepts from it: whichever worker is
+free takes the next connection, so a busy worker is not handed more (with a
+``SO_REUSEPORT`` socket per worker, the kernel's hash decides, queues build
+up behind a busy worker, and a dead worker's queue waits for its restart;
+bench/RESULTS.md: setups p99 11.5 -> 7.9 ms with 2 workers).  Workers are
 fresh interpreters (fork + exec, each with its own reactor and epoll) that
-adopt their sockets.  The supervisor restarts a worker that dies, forwards
+adopt the sockets.  The supervisor restarts a worker that dies, forwards
 SIGHUP (after checking the new file itself) and, on shutdown, forwards
 SIGTERM and waits for every worker to drain its sessions and exit.
 """
@@ -103,10 +106,8 @@ class SupervisorService(service.Service):
         self.log = DanteLog(
             config.logoutput, config.errorlog, reactor, debug=config.debug
         )
-        #: per worker: the sockets it serves
-        self.sockets: list[list[tuple[socket.socket, str, int]]] = [
-            [] for _ in range(count)
-        ]
+        #: the listening sockets every worker serves: (socket, host, port)
+        self.sockets: list[tuple[socket.socket, str, int]] = []
         self.workers: dict[int, _Worker] = {}
         self.delays = [_RESTART_DELAY] * count
         self.stopping = False
@@ -122,23 +123,19 @@ class SupervisorService(service.Service):
     # -- start -------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        """Bind one SO_REUSEPORT socket per worker for every internal address."""
+        """Bind one socket, shared by the workers, for every internal address."""
         for internal in self.config.internals:
-            port = internal.port
-            for i in range(self.count):
-                try:
-                    sock = listening_socket(internal.host, port, reuse_port=True)
-                except OSError as e:
-                    where = f"{internal.host}.{internal.port}"
-                    message = (
-                        f"cannot listen on {where} ({internal.span}): {e.strerror}"
-                    )
-                    self.log.error(message)
-                    self.log.flush()
-                    print(f"dantex: {message}", file=sys.stderr)
-                    raise SystemExit(1) from None
-                port = sock.getsockname()[1]  # port 0: the others join the same
-                self.sockets[i].append((sock, internal.host, port))
+            try:
+                sock = listening_socket(internal.host, internal.port)
+            except OSError as e:
+                where = f"{internal.host}.{internal.port}"
+                message = f"cannot listen on {where} ({internal.span}): {e.strerror}"
+                self.log.error(message)
+                self.log.flush()
+                print(f"dantex: {message}", file=sys.stderr)
+                raise SystemExit(1) from None
+            port = sock.getsockname()[1]
+            self.sockets.append((sock, internal.host, port))
             bound = Address.from_host(internal.host, port)
             self.log.info(f"listening on {dante_addr(bound)} ({self.count} workers)")
         if self.config.metrics is not None:
@@ -171,7 +168,7 @@ class SupervisorService(service.Service):
     def _spawn(self, index: int) -> None:
         child_fds: dict[int, int | str] = {0: 0, 1: 1, 2: 2}
         specs = []
-        for n, (sock, host, port) in enumerate(self.sockets[index]):
+        for n, (sock, host, port) in enumerate(self.sockets):
             fd = 3 + n
             child_fds[fd] = sock.fileno()
             specs.append(f"{fd},{int(sock.family)},{port},{host}")
@@ -287,9 +284,8 @@ class SupervisorService(service.Service):
         waits = [w.ended for w in self.workers.values()]
         # Our copies of the listening sockets go first: once the workers
         # stop listening, new connections are refused instead of queued.
-        for socks in self.sockets:
-            for sock, _host, _port in socks:
-                sock.close()
+        for sock, _host, _port in self.sockets:
+            sock.close()
         self._signal_all(signal.SIGTERM)
         # a second SIGTERM/SIGINT is passed on: the workers stop waiting
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -120,7 +120,7 @@ def test_twistd_auth_option_serves_username(
         extra_args=["--auth", "memory:carol:carol-pw"],
         workers=2,
     )
-    for _ in range(4):  # the kernel spreads connections over both workers
+    for _ in range(4):  # the workers race for each connection
         assert (
             curl_user(server, origins.http_url(), "carol", "carol-pw").returncode == 0
         )

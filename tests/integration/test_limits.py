@@ -40,10 +40,18 @@ def socks_rule(extra: str) -> str:
 
 
 def socks5(
-    server: DantexServer, port: int, user: str | None = None, password: str = ""
+    server: DantexServer,
+    port: int,
+    user: str | None = None,
+    password: str = "",
+    *,
+    connected: socket.socket | None = None,
 ) -> tuple[int, socket.socket]:
-    """CONNECT to 127.0.0.1:port (RFC 1928, RFC 1929 bytes by hand): (REP, socket)."""
-    s = socket.create_connection((server.host, server.port), timeout=10)
+    """CONNECT to 127.0.0.1:port (RFC 1928, RFC 1929 bytes by hand): (REP, socket).
+
+    :param connected: a socket already connected to the server (else a new one).
+    """
+    s = connected or socket.create_connection((server.host, server.port), timeout=10)
     if user is None:
         s.sendall(b"\x05\x01\x00")  # VER=5 NMETHODS=1 NO AUTH
         assert recv_upto(s, 2) == b"\x05\x00"
@@ -147,12 +155,33 @@ def origin() -> Iterator[Origin]:
 
 
 def open_streams(
-    server: DantexServer, origin: Origin, n: int, **kw: str
+    server: DantexServer,
+    origin: Origin,
+    n: int,
+    user: str | None = None,
+    password: str = "",
 ) -> list[tuple[socket.socket, socket.socket]]:
     """n tunnels to ``origin``: (client side, origin side) pairs."""
     pairs = []
     for _ in range(n):
-        rep, client = socks5(server, origin.port, **kw)
+        rep, client = socks5(server, origin.port, user, password)
+        assert rep == 0
+        pairs.append((client, origin.accept()))
+    return pairs
+
+
+def open_burst(
+    server: DantexServer, origin: Origin, n: int
+) -> list[tuple[socket.socket, socket.socket]]:
+    """n tunnels whose connections reach the server at once, before any
+    negotiation: the workers race for them, so more than one serves some."""
+    socks = [
+        socket.create_connection((server.host, server.port), timeout=10)
+        for _ in range(n)
+    ]
+    pairs = []
+    for s in socks:
+        rep, client = socks5(server, origin.port, connected=s)
         assert rep == 0
         pairs.append((client, origin.accept()))
     return pairs
@@ -198,8 +227,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def admitted(server: DantexServer, port: int, **kw: str) -> socket.socket | None:
-    rep, s = socks5(server, port, **kw)
+def admitted(
+    server: DantexServer, port: int, user: str | None = None, password: str = ""
+) -> socket.socket | None:
+    rep, s = socks5(server, port, user, password)
     if rep == 0:
         return s
     # RFC 1928 REP=2: connection not allowed by ruleset; then the server closes
@@ -327,8 +358,8 @@ def test_bandwidth_is_shared_across_two_workers(
     pairs: list[tuple[socket.socket, socket.socket]] = []
     opened = re.compile(r"\[(\d+)\]: info: pass\(1\): tcp/connect \[")
     pids: set[str] = set()
-    for _ in range(8):  # until both workers serve one (the kernel spreads them)
-        pairs += open_streams(server, origin, 1)
+    for _ in range(8):  # until both workers serve one (they race for each burst)
+        pairs += open_burst(server, origin, 4)
         n = len(pairs)
         wait_until(lambda: len(opened.findall(server.log_text())) >= n)  # noqa: B023
         pids = set(opened.findall(server.log_text()))
