@@ -197,17 +197,18 @@ def tree_memory(pid: int) -> tuple[int, int, int]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used by ``pid``'s tree, including the
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user, system) used by ``pid``'s tree, including the
     children it has reaped."""
-    total = 0
+    user = system = 0
     for p in tree_pids(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / _TICK
+        user += int(fields[11]) + int(fields[13])  # utime cutime
+        system += int(fields[12]) + int(fields[14])  # stime cstime
+    return user / _TICK, system / _TICK
 
 
 # -- configurations ---------------------------------------------------------------
@@ -506,13 +507,15 @@ class Bench:
         if system.auth:
             cmd += ["--auth", system.auth]
         with self.profiled(system) if not label else contextlib.nullcontext():
-            proxy0 = tree_cpu(system.proc.pid) if system.proc else 0.0
+            proxy0 = tree_cpu(system.proc.pid) if system.proc else (0.0, 0.0)
             usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run(
                 cmd + list(args), capture_output=True, check=False, timeout=600
             )
             usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            proxy_cpu = tree_cpu(system.proc.pid) - proxy0 if system.proc else 0.0
+            proxy1 = tree_cpu(system.proc.pid) if system.proc else (0.0, 0.0)
+        proxy_user = proxy1[0] - proxy0[0]
+        proxy_cpu = proxy_user + proxy1[1] - proxy0[1]
         result = self._parse(
             out.stdout.decode(), out.stderr.decode(), system, label or mode
         )
@@ -526,6 +529,8 @@ class Bench:
         if system.proc is None:
             return result  # direct: no proxy CPU to report
         result["proxy_cpu_s"] = proxy_cpu
+        if proxy_cpu > 0:  # the share spent in the process itself, not the kernel
+            result["proxy_user_pct"] = 100 * proxy_user / proxy_cpu
         ok = max(1, int(result.get("ok", 0)))
         if mode == "bulk":  # CPU seconds per GB (of one direction)
             if result.get("bytes"):
@@ -662,6 +667,7 @@ def measurements(
                     Column("p50_us", "p50 µs"),
                     Column("p99_us", "p99 µs"),
                     Column("proxy_cpu_per_op", "proxy CPU µs/setup"),
+                    Column("proxy_user_pct", "of it user %", "{:.0f}"),
                     Column("client_cpu_pct", "loadgen CPU %"),
                 ],
                 systems,
