@@ -27,6 +27,7 @@ from dantex.server.errors import ConnectFailed, describe_failure
 from dantex.server.lean import Conn
 
 if TYPE_CHECKING:
+    from dantex.server._session_end import SessionEnds
     from dantex.server.session import SocksSession
 
 __all__ = ["choose_source", "connect_direct", "rule_timeout", "start_connect"]
@@ -35,7 +36,7 @@ __all__ = ["choose_source", "connect_direct", "rule_timeout", "start_connect"]
 _MAX_CANDIDATES = 4
 
 
-def rule_timeout(session: SocksSession, name: str) -> float:
+def rule_timeout(session: SessionEnds, name: str) -> float:
     """A timeout from the socks-rule, else the client-rule, else the global one.
 
     A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.

@@ -2,9 +2,8 @@
 
 The session is a thin shell: the codecs parse, the rule engine decides, the
 command handlers (:mod:`dantex.server.connect`, :mod:`~dantex.server.bind`,
-:mod:`~dantex.server.udp`) act.  Every way out goes through
-:meth:`SocksSession.refuse` or the relay's end callback, so each connection
-produces its Dante-format log lines exactly once.
+:mod:`~dantex.server.udp`) act.  Every way out (refusals, the relay's end
+and their Dante-format lines) is in :mod:`dantex.server._session_end`.
 
 Authentication (methods, RFC 1929, ident, SOCKS v4 refusal) is in
 :mod:`dantex.server.session_auth`.
@@ -12,7 +11,6 @@ Authentication (methods, RFC 1929, ident, SOCKS v4 refusal) is in
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,13 +25,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dantex.auth._base import printable
 from dantex.limits.sessions import client_rule_passed, limited, socks_rule_passed
 from dantex.log.format import (
-    client_text,
     dante_addr,
-    end_counts,
-    io_text,
     session_line,
 )
 from dantex.protocol import socks4, socks5
@@ -46,8 +40,7 @@ from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server import httpconnect
-from dantex.server._replyreason import reply_reason
-from dantex.server.connect import rule_timeout
+from dantex.server._session_end import EMPTY, SessionEnds, State
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -55,26 +48,15 @@ if TYPE_CHECKING:
     from dantex.limits.monitors import Member
     from dantex.limits.sessions import Held
     from dantex.server.context import Policy, Runtime
-    from dantex.server.relay import EndReason, Relay
+    from dantex.server.relay import Relay
 
-__all__ = ["SocksSession"]
+__all__ = ["SocksSession", "State"]
 
 #: Client bytes accepted between the request and our reply before we pause.
 _MAX_EARLY = 256 * 1024
 
 #: How many DNS questions one rule decision may ask before we give up.
 _MAX_LOOKUPS = 8
-
-
-class State(enum.Enum):
-    """Where a session is."""
-
-    ACCEPTING = "accepting"  # client-rules pending (DNS)
-    NEGOTIATING = "negotiating"
-    AUTHENTICATING = "authenticating"  # a credentials check is pending
-    REQUESTED = "requested"  # request read; rules, DNS, connect in progress
-    RELAYING = "relaying"
-    CLOSED = "closed"
 
 
 _COMMAND_NAMES = {
@@ -91,12 +73,8 @@ def _address_of(addr: object) -> Address:
     return Address(AddressType.IPV4, "0.0.0.0", 0)
 
 
-#: one shared empty set (``frozenset()`` allocates a new one each call)
-_EMPTY: frozenset[str] = frozenset()
-
-
 @implementer(IHalfCloseableProtocol)
-class SocksSession(Protocol):
+class SocksSession(Protocol, SessionEnds):
     """Server side of one SOCKS connection.
 
     :param policy: the configuration generation in force when it was accepted.
@@ -161,7 +139,7 @@ class SocksSession(Protocol):
         self.method = "none"
         self.user: str | None = None
         self.clientmethod = "none"
-        self.groups: frozenset[str] = _EMPTY
+        self.groups: frozenset[str] = EMPTY
         #: LDAP groups for ``ldap.group:`` (None: not looked up yet)
         self.ldap_groups: frozenset[str] | None = None
         #: why an address-based check (ident, PAM rhost) failed, if it did
@@ -360,10 +338,6 @@ class SocksSession(Protocol):
             data, self._buffered = self._buffered, b""
             self.dataReceived(data)
 
-    def _logs(self, match: Match, *flags: str) -> bool:
-        rule = match.rule
-        return rule is None or not rule.log.isdisjoint(flags)
-
     # -- negotiation ---------------------------------------------------------------
 
     def _negotiate(self, data: bytes) -> None:
@@ -476,304 +450,3 @@ class SocksSession(Protocol):
             self.blocked(match, reason=why)
             return False
         return True
-
-    # -- the ways out ----------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.write(data)
-
-    def reply(
-        self, code: int, bound: Address | None = None, *, final: bool = True
-    ) -> bytes:
-        """The reply bytes for this client's protocol version (not written)."""
-        codec = self.codec
-        if isinstance(codec, socks5.Socks5ServerCodec):
-            if bound is None:
-                return codec.reply(code, final=final)
-            return codec.reply(code, bound, final=final)
-        if isinstance(codec, httpconnect.HttpTunnelCodec):
-            return codec.reply(code, bound)
-        assert isinstance(codec, socks4.Socks4ServerCodec)
-        v4code = (
-            socks4.Socks4Reply.GRANTED
-            if code == Reply.SUCCEEDED
-            else socks4.Socks4Reply.REJECTED
-        )
-        return codec.reply(v4code, bound, final=final)
-
-    def blocked(self, match: Match, *, reason: str = "") -> None:
-        """A socks-rule (or the default rule #0) blocked the request; ``reason``
-        says why a passing rule blocked (its authentication check failed)."""
-        dlog = self.policy.log
-        target = self.target
-        assert target is not None
-        if self._logs(match, "connect", "disconnect", "error"):
-            why = "" if match.rule else ": no rules matched; using default block rule"
-            why = f": {reason}" if reason else why
-            dlog.info(
-                session_line(
-                    "block",
-                    match.number,
-                    self._proto(),
-                    self.command,
-                    "]",
-                    f"{self._pair_text()}{why}",
-                )
-            )
-        cm = self.client_match
-        if cm is not None and self._logs(cm, "disconnect", "error"):
-            dlog.info(
-                session_line(
-                    "block",
-                    cm.number,
-                    "tcp",
-                    "accept",
-                    "]",
-                    f"{self._client_text()} {dante_addr(self.server)}: "
-                    f"blocked by higher-level socks-rule #{match.number}",
-                )
-            )
-        self.count_refusal("auth" if reason else "socks-rule")
-        self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
-        self._close_now(logged=True)
-
-    def refuse(self, code: int, why: str) -> None:
-        """Answer a failed request with ``code`` and close, logging ``why``."""
-        if self.state is State.CLOSED:
-            return
-        codec = self.codec
-        if code is not None:
-            self.count_refusal(reply_reason(code))
-        if codec is not None and self.state is State.REQUESTED:
-            self._write(self.reply(code))
-        elif (
-            isinstance(codec, socks5.Socks5ServerCodec)
-            and code is not None
-            and self.state is State.NEGOTIATING
-        ):
-            pass
-        self.finish(why, reason_side="error")
-
-    def protocol_error(self, e: RemoteProtocolError) -> None:
-        """The client broke the protocol: answer as RFC 1928 says, log, close."""
-        self.count_refusal("protocol-error")
-        codec = self.codec
-        if isinstance(codec, httpconnect.HttpTunnelCodec):
-            self._write(codec.error_reply(e))
-        elif e.reply is not None and codec is not None:
-            try:
-                if isinstance(codec, socks5.Socks5ServerCodec):
-                    self._write(codec.reply(e.reply))
-                else:
-                    self._write(codec.reply(socks4.Socks4Reply.REJECTED))
-            except Exception:
-                pass
-        self.finish(str(e), reason_side="client")
-
-    def finish(
-        self,
-        why: str,
-        *,
-        reason_side: str,
-        close: bool = True,
-        verdict: str | None = None,
-        always: bool = False,
-    ) -> None:
-        """End a session that never reached the relay, logging why.
-
-        ``verdict`` overrides pass/block in the line; ``always`` logs even
-        when the rule's ``log:`` does not ask for errors (failed passwords).
-        """
-        if self.state is State.CLOSED:
-            return
-        if verdict == "block":
-            self.count_refusal("auth")
-        dlog = self.policy.log
-        rule = self.socks_match or self.client_match
-        level_match = (
-            self.socks_match if self.socks_match is not None else self.client_match
-        )
-        command = self.command if self.socks_match is not None else "accept"
-        if level_match is not None and (
-            always or self._logs(level_match, "error", "disconnect")
-        ):
-            verdict = verdict or ("pass" if level_match.passed else "block")
-            target = (
-                f" -> {dante_addr(self.external)} {dante_addr(self.target)}"
-                if self.socks_match is not None
-                else ""
-            )
-            dlog.info(
-                session_line(
-                    verdict,
-                    level_match.number,
-                    "tcp" if command == "accept" else self._proto(),
-                    command,
-                    "]",
-                    f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
-                )
-            )
-        elif rule is None or always:
-            dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
-        self._close_now(logged=True, close=close)
-
-    def count_refusal(self, reason: str) -> None:
-        """Count a refused request in the metrics, when they are on."""
-        metrics = self.runtime.metrics
-        if metrics is not None:
-            metrics.refused(reason)
-
-    def _close_now(self, *, logged: bool, close: bool = True) -> None:
-        self.state = State.CLOSED
-        self._cleanup()
-        transport = self.transport
-        if close and transport is not None:
-            transport.loseConnection()
-
-    def _cleanup(self) -> None:
-        if self.limits is not None:
-            self.limits.release(self.runtime.clock.seconds())
-        while self.cleanups:
-            self.cleanups.pop()()
-        self._cancel_deadline()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.cancel()
-        self.runtime.sessions.discard(self)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
-
-    def _rule_negotiate_timeout(self, match: Match) -> None:
-        """A client-rule's ``timeout.negotiate`` replaces the global one,
-        counted from the accept."""
-        rule = match.rule
-        if rule is None or "negotiate" not in rule.timeouts:
-            return
-        self._cancel_deadline()
-        timeout = rule.timeouts["negotiate"]
-        if timeout > 0:
-            left = self.started + timeout - self.runtime.clock.seconds()
-            self._deadline = self.runtime.clock.callLater(
-                max(left, 0.0), self._negotiate_timeout
-            )
-
-    def _negotiate_timeout(self) -> None:
-        self._deadline = None
-        rule = self.client_rule
-        timeout = self.policy.timeouts.negotiate
-        if rule is not None:
-            timeout = rule.timeouts.get("negotiate", timeout)
-        self.count_refusal("negotiate-timeout")
-        self.finish(f"negotiation timed out after {timeout:g}s", reason_side="timeout")
-
-    def _proto(self) -> str:
-        """Dante's protocol word for this session's command: tcp or udp."""
-        return "udp" if self.command == "udpassociate" else "tcp"
-
-    def _client_text(self) -> str:
-        user = printable(self.user) if self.user is not None else None
-        return client_text(self.client, self.method, user)
-
-    # -- relay bookkeeping ---------------------------------------------------
-
-    def relay_started(self, relay: Relay) -> None:
-        """The command handler has connected and started ``relay``."""
-        self.relay = relay
-        self.state = State.RELAYING
-        relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
-        if self.command == "connect" and self.target is not None:
-            self.monitored = self.runtime.monitors.attach(
-                self.client, self.target, self.command, relay
-            )
-        match = self.socks_match
-        if match is not None and self._logs(match, "connect"):
-            self.policy.log.info(
-                session_line(
-                    "pass", match.number, "tcp", self.command, "[", self._pair_text()
-                )
-            )
-
-    def log_flags(self) -> frozenset[str]:
-        """The ``log:`` flags of the socks-rule that passed this session."""
-        match = self.socks_match
-        if match is None or match.rule is None:
-            return _EMPTY
-        return match.rule.log
-
-    def io_record(self, from_client: bool, data: bytes) -> None:
-        """One relayed read, for ``log: iooperation``/``data`` (a ``-`` line)."""
-        match = self.socks_match
-        assert match is not None
-        here = f"{self._client_text()} {dante_addr(self.server)}"
-        there = f"{dante_addr(self.external)} {dante_addr(self.target)}"
-        if not from_client:
-            here = f"{dante_addr(self.target)} {dante_addr(self.external)}"
-            there = f"{dante_addr(self.server)} {self._client_text()}"
-        text = io_text(here, there, data, payload="data" in self.log_flags())
-        self.policy.log.info(
-            session_line("pass", match.number, "tcp", self.command, "-", text)
-        )
-
-    def _pair_text(self) -> str:
-        """``client internal -> external target`` (external 0.0.0.0.0 if none)."""
-        here = f"{self._client_text()} {dante_addr(self.server)}"
-        return f"{here} -> {dante_addr(self.external)} {dante_addr(self.target)}"
-
-    def handler_ended(self) -> None:
-        """A command handler has logged the end of an established session."""
-        self.state = State.CLOSED
-        self._cleanup()
-        for hook in self.runtime.on_session_end:
-            hook(self)
-
-    def relay_ended(self, reason: EndReason) -> None:
-        """The relay closed both connections: write the end-of-session lines."""
-        self.state = State.CLOSED
-        self.runtime.sessions.discard(self)
-        if self.limits is not None:
-            self.limits.release(self.runtime.clock.seconds())
-        relay = self.relay
-        assert relay is not None
-        c_read, c_written, t_read, t_written = relay.counts()
-        if self.monitored is not None:
-            self.monitored.ended(reason.side)
-        duration = int(self.runtime.clock.seconds() - self.started)
-        tail = f": {reason}.  Session duration: {duration}s"
-        if relay.want_tcpinfo:
-            from dantex.log.tcpinfo import describe
-
-            c_info, t_info = relay.tcp_info
-            tail += (
-                f".  TCP_INFO: client: {describe(c_info)}; target: {describe(t_info)}"
-            )
-        dlog = self.policy.log
-        match = self.socks_match
-        if match is not None and self._logs(match, "disconnect"):
-            counts = end_counts(
-                c_written,
-                f"{self._client_text()} {dante_addr(self.server)}",
-                c_read,
-                t_written,
-                f"{dante_addr(self.external)} {dante_addr(self.target)}",
-                t_read,
-            )
-            dlog.info(
-                session_line(
-                    "pass", match.number, "tcp", self.command, "]", counts + tail
-                )
-            )
-        cm = self.client_match
-        if cm is not None and self._logs(cm, "disconnect"):
-            counts = end_counts(
-                c_written, f"{self._client_text()} {dante_addr(self.server)}", c_read
-            )
-            dlog.info(
-                session_line("pass", cm.number, "tcp", "accept", "]", counts + tail)
-            )
-        for hook in self.runtime.on_session_end:
-            hook(self)
