@@ -44,14 +44,9 @@ def socks5(
     port: int,
     user: str | None = None,
     password: str = "",
-    *,
-    connected: socket.socket | None = None,
 ) -> tuple[int, socket.socket]:
-    """CONNECT to 127.0.0.1:port (RFC 1928, RFC 1929 bytes by hand): (REP, socket).
-
-    :param connected: a socket already connected to the server (else a new one).
-    """
-    s = connected or socket.create_connection((server.host, server.port), timeout=10)
+    """CONNECT to 127.0.0.1:port (RFC 1928, RFC 1929 bytes by hand): (REP, socket)."""
+    s = socket.create_connection((server.host, server.port), timeout=10)
     if user is None:
         s.sendall(b"\x05\x01\x00")  # VER=5 NMETHODS=1 NO AUTH
         assert recv_upto(s, 2) == b"\x05\x00"
@@ -165,23 +160,6 @@ def open_streams(
     pairs = []
     for _ in range(n):
         rep, client = socks5(server, origin.port, user, password)
-        assert rep == 0
-        pairs.append((client, origin.accept()))
-    return pairs
-
-
-def open_burst(
-    server: DantexServer, origin: Origin, n: int
-) -> list[tuple[socket.socket, socket.socket]]:
-    """n tunnels whose connections reach the server at once, before any
-    negotiation: the workers race for them, so more than one serves some."""
-    socks = [
-        socket.create_connection((server.host, server.port), timeout=10)
-        for _ in range(n)
-    ]
-    pairs = []
-    for s in socks:
-        rep, client = socks5(server, origin.port, connected=s)
         assert rep == 0
         pairs.append((client, origin.accept()))
     return pairs
@@ -357,15 +335,18 @@ def test_bandwidth_is_shared_across_two_workers(
     server = dantex(socks_rule(f"bandwidth: {RATE}"), workers=2)
     pairs: list[tuple[socket.socket, socket.socket]] = []
     opened = re.compile(r"\[(\d+)\]: info: pass\(1\): tcp/connect \[")
-    pids: set[str] = set()
-    for _ in range(8):  # until both workers serve one (they race for each burst)
-        pairs += open_burst(server, origin, 4)
-        n = len(pairs)
-        wait_until(lambda: len(opened.findall(server.log_text())) >= n)  # noqa: B023
-        pids = set(opened.findall(server.log_text()))
-        if len(pids) == 2:
-            break
-    assert len(pids) == 2
+    pairs += open_streams(server, origin, 1)
+    wait_until(lambda: len(opened.findall(server.log_text())) == 1)
+    (first,) = opened.findall(server.log_text())
+    # The workers share the listening socket and a free one takes the next
+    # connection: with the first one stopped, the other must serve it.
+    os.kill(int(first), signal.SIGSTOP)
+    try:
+        pairs += open_streams(server, origin, 1)
+    finally:
+        os.kill(int(first), signal.SIGCONT)
+    wait_until(lambda: len(opened.findall(server.log_text())) == 2)
+    assert len(set(opened.findall(server.log_text()))) == 2
     with blasting([far for _c, far in pairs]):
         rates = measure_all([client for client, _f in pairs])
     for client, far in pairs:
