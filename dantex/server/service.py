@@ -30,6 +30,7 @@ from dantex.server.drain import Drain
 from dantex.server.factory import SocksFactory
 from dantex.server.lean import LeanPort, listening_socket
 from dantex.server.privileges import drop_effective
+from dantex.server.rlimits import raise_open_files
 
 __all__ = ["DanteService", "InheritedSocket"]
 
@@ -139,6 +140,11 @@ class DanteService(service.Service):
         """Drop privileges if asked, install signal handlers, announce."""
         if not self.ports:  # runners such as twist skip privilegedStartService
             self._listen()
+        raised = raise_open_files()
+        if raised is not None:
+            self.policy.log.info(
+                f"open files limit raised from {raised[0]} to {raised[1]}"
+            )
         self._drop_privileges()
         self.runtime.auth_pool.start()
         if self.metrics is not None:

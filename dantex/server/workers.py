@@ -38,6 +38,7 @@ from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
 from dantex.server.lean import listening_socket
+from dantex.server.rlimits import raise_open_files
 from dantex.server.service import InheritedSocket
 
 __all__ = ["AUTH_ENV", "SupervisorService", "default_worker_count"]
@@ -147,6 +148,9 @@ class SupervisorService(service.Service):
         self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
         self.limits = SharedLimits(self.count)
+        raised = raise_open_files()  # the workers inherit it
+        if raised is not None:
+            self.log.info(f"open files limit raised from {raised[0]} to {raised[1]}")
         for i in range(self.count):
             self._spawn(i)
         self.log.info(f"dantex/server v{__version__} running ({self.count} workers)")

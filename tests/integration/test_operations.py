@@ -279,3 +279,33 @@ def test_log_file_is_reopened_on_sighup_after_rename(
     assert "SIGHUP [: reloading config" in old
     assert old.count("tcp/connect ]") == 1
     assert server.log_text().count("tcp/connect ]") == 1
+
+
+def _open_files(pid: int) -> list[str]:
+    """The soft and hard ``Max open files`` of ``pid`` (from /proc)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return line.split()[3:5]
+    raise AssertionError("no Max open files line")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_open_files_soft_limit_is_raised_to_the_hard_limit(
+    tmp_path: Path, workers: int
+) -> None:
+    """Started with 256 open files allowed (hard limit 4096), the server and
+    its workers can use 4096, and the log says so once."""
+    config = f"internal: 127.0.0.1 port = 0\nsocksmethod: none\n{OPEN_RULES}"
+    with start_dantex(
+        config,
+        tmp_path,
+        prefix=["prlimit", "--nofile=256:4096", "--"],
+        extra_args=["--workers", str(workers)],
+    ) as server:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        workers_pids = [int(p) for p in children.read_text().split()]
+        assert len(workers_pids) == (workers if workers > 1 else 0)
+        for pid in [server.pid, *workers_pids]:
+            assert _open_files(pid) == ["4096", "4096"]
+        log = server.log_text()
+        assert log.count("open files limit raised from 256 to 4096") == 1
