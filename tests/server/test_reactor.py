@@ -98,6 +98,23 @@ def test_after_activity_the_reactor_polls_awake_before_sleeping() -> None:
         real.close()
 
 
+def test_after_a_busy_poll_the_reactor_sleeps_without_spinning() -> None:
+    """A poll that returned many events means queued work, not a conversation
+    waiting for its next message: the next empty poll sleeps at once."""
+    reactor = DantexReactor()  # type: ignore[no-untyped-call]
+    real = reactor._poller
+    fake = _Poller([[(999, 1), (998, 1), (997, 1)]])  # three events (unknown fds)
+    reactor._poller = fake
+    try:
+        reactor.doPoll(5.0)
+        fake.timeouts.clear()
+        reactor.doPoll(5.0)
+        assert fake.timeouts == [0, 5.0]
+    finally:
+        reactor._poller = real
+        real.close()
+
+
 def test_closed_conn_lets_go_of_its_driver(
     pair: tuple[DantexReactor, socket.socket, socket.socket],
 ) -> None:
