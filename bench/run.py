@@ -952,7 +952,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="MiB uploaded per bulk run, split over the streams "
-        "(default 512, --quick 32)",
+        "(default 2048, --quick 32)",
     )
     p.add_argument(
         "--rtt-count",
@@ -1027,7 +1027,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q = a.quick
     a.rounds = a.rounds or (1 if q else 5)
     a.seconds = a.seconds or (0.5 if q else 2.0)
-    a.bulk_mib = a.bulk_mib or (32 if q else 512)
+    a.bulk_mib = a.bulk_mib or (32 if q else 2048)
     a.rtt_count = a.rtt_count or (500 if q else 5000)
     a.idle = a.idle or (200 if q else 1000)
     a.streams = [int(x) for x in a.streams.split(",") if x]
