@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from dantex.protocol.socks5 import Reply
 from dantex.server import connector
 from dantex.server.errors import describe_failure
+from dantex.server.lean import Conn
 
 
 def test_out_of_descriptors_fails_the_connect(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,3 +33,46 @@ def test_out_of_descriptors_fails_the_connect(monkeypatch: pytest.MonkeyPatch) -
     why = describe_failure(exc)
     assert why.reply == Reply.GENERAL_FAILURE
     assert why.reason == "Too many open files"
+
+
+def test_a_connect_the_kernel_completes_at_once_fires_without_an_event() -> None:
+    """To a local listener the handshake is done before connect() returns:
+    the Deferred has fired already, nothing waits for writability, no timer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    reactor = MemoryReactorClock()
+    try:
+        d = connector.TcpConnector(reactor).connect(
+            socket.AF_INET, listener.getsockname(), timeout=30.0
+        )
+        conns: list[Conn] = []
+        d.addCallback(conns.append)
+        [conn] = conns
+        assert conn.sock.getpeername() == listener.getsockname()
+        assert reactor.getWriters() == []
+        assert reactor.getDelayedCalls() == []
+        conn.close()
+    finally:
+        listener.close()
+
+
+def test_a_connect_still_in_progress_waits_for_writability() -> None:
+    """A listener whose accept queue is full drops the SYN: the connect is in
+    progress, so the socket is watched for writability under the timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    queued = socket.create_connection(listener.getsockname())  # fills the queue
+    reactor = MemoryReactorClock()
+    try:
+        d = connector.TcpConnector(reactor).connect(
+            socket.AF_INET, listener.getsockname(), timeout=30.0
+        )
+        assert not d.called
+        assert len(reactor.getWriters()) == 1
+        assert [c.getTime() for c in reactor.getDelayedCalls()] == [30.0]
+        d.addErrback(lambda f: None)
+        d.cancel()
+        assert reactor.getWriters() == []
+    finally:
+        queued.close()
+        listener.close()
