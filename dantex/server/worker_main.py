@@ -2,7 +2,8 @@
 
 Started by :class:`~dantex.server.workers.SupervisorService`: adopts the
 listening sockets passed as file descriptors, serves them with its own
-reactor, reloads on SIGHUP and exits on SIGTERM.
+reactor, reloads on SIGHUP and exits on SIGTERM, or when the supervisor
+is gone (``--lifeline``: EOF on a pipe the supervisor holds open).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay", default="auto")
     parser.add_argument("--socket", action="append", default=[])
     parser.add_argument("--limits", default=None)
+    parser.add_argument("--lifeline", type=int, default=None)
     args = parser.parse_args(argv)
 
     from dantex.server.reactor import install
@@ -72,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
 
         server.runtime.limit_table = LimitTable.open(args.limits, args.index)
     reactor.callWhenRunning(server.startService)
+    if args.lifeline is not None:
+        from dantex.server._lifeline import Lifeline
+
+        def orphaned() -> None:
+            from twisted.internet.error import ReactorNotRunning
+
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                return  # stopping already (SIGTERM came first)
+            print(
+                f"dantex worker {args.index}: the supervisor is gone; stopping",
+                file=sys.stderr,
+            )
+
+        reactor.addReader(Lifeline(args.lifeline, reactor, orphaned))
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()
     return 0

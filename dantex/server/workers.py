@@ -9,7 +9,9 @@ bench/RESULTS.md: setups p99 11.5 -> 7.9 ms with 2 workers).  Workers are
 fresh interpreters (fork + exec, each with its own reactor and epoll) that
 adopt the sockets.  The supervisor restarts a worker that dies, forwards
 SIGHUP (after checking the new file itself) and, on shutdown, forwards
-SIGTERM and waits for every worker to drain its sessions and exit.
+SIGTERM and waits for every worker to drain its sessions and exit.  A
+worker whose supervisor is gone (killed) stops as on SIGTERM: it notices
+the end of a pipe only the supervisor held open.
 """
 
 from __future__ import annotations
@@ -176,6 +178,10 @@ class SupervisorService(service.Service):
             fd = 3 + n
             child_fds[fd] = sock.fileno()
             specs.append(f"{fd},{int(sock.family)},{port},{host}")
+        # A pipe only we write to: when this process ends, however it ends,
+        # the worker reads EOF on it and stops instead of serving on alone.
+        lifeline = 3 + len(self.sockets)
+        child_fds[lifeline] = "r"
         args = [
             sys.executable,
             "-m",
@@ -184,6 +190,8 @@ class SupervisorService(service.Service):
             str(index),
             "--relay",
             self.relay_mode,
+            "--lifeline",
+            str(lifeline),
         ]
         if self.config_path is not None:
             args += ["--config", self.config_path]

@@ -309,3 +309,17 @@ def test_open_files_soft_limit_is_raised_to_the_hard_limit(
             assert _open_files(pid) == ["4096", "4096"]
         log = server.log_text()
         assert log.count("open files limit raised from 256 to 4096") == 1
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no chance to stop its workers: they see
+    their lifeline close and stop on their own, freeing the port."""
+    config = f"internal: 127.0.0.1 port = 0\nsocksmethod: none\n{OPEN_RULES}"
+    with start_dantex(config, tmp_path, extra_args=["--workers", "2"]) as server:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        workers = [int(p) for p in children.read_text().split()]
+        assert len(workers) == 2
+        os.kill(server.pid, signal.SIGKILL)
+        for pid in workers:
+            wait_exit(pid, 10)
+        wait_refused(server)
