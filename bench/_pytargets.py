@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 #: bytes a source sends per write (and the unit of its request: MiB)
 CHUNK = 1 << 20
@@ -83,6 +83,14 @@ async def load(
     proxy: int | None, echo: int, seconds: float, conc: int
 ) -> tuple[int, int]:
     """``conc`` clients doing :func:`one_setup` for ``seconds``: (done, failed)."""
+    return await run_load(lambda: one_setup(proxy, echo), seconds, conc)
+
+
+async def run_load(
+    setup: Callable[[], Awaitable[bool]], seconds: float, conc: int
+) -> tuple[int, int]:
+    """``conc`` clients each awaiting ``setup()`` in turn for ``seconds``:
+    (done, failed); a setup taking over 10 s counts as failed."""
     done = failed = 0
     deadline = time.monotonic() + seconds
 
@@ -90,7 +98,7 @@ async def load(
         nonlocal done, failed
         while time.monotonic() < deadline:
             try:
-                ok = await asyncio.wait_for(one_setup(proxy, echo), 10)
+                ok = await asyncio.wait_for(setup(), 10)
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
                 ok = False
             if ok:

@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the peers' start functions live in tests/
+
+from bench._pytargets import run_load  # noqa: E402
 
 RULES = """\
 client pass { from: 127.0.0.0/8 to: 0/0 }
@@ -123,25 +126,14 @@ async def one_setup(proxy: int, echo: int, user: bytes, password: bytes) -> bool
 async def load(
     proxy: int, echo: int, users: list[tuple[bytes, bytes]], seconds: float, conc: int
 ) -> tuple[int, int]:
-    done = failed = 0
-    deadline = time.monotonic() + seconds
-    counter = iter(range(10**9))
+    """:func:`bench._pytargets.run_load` logging in as ``users`` in turn."""
+    turn = itertools.count()
 
-    async def worker() -> None:
-        nonlocal done, failed
-        while time.monotonic() < deadline:
-            user, password = users[next(counter) % len(users)]
-            try:
-                ok = await asyncio.wait_for(one_setup(proxy, echo, user, password), 10)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                ok = False
-            if ok:
-                done += 1
-            else:
-                failed += 1
+    def setup() -> Awaitable[bool]:
+        user, password = users[next(turn) % len(users)]
+        return one_setup(proxy, echo, user, password)
 
-    await asyncio.gather(*(worker() for _ in range(conc)))
-    return done, failed
+    return await run_load(setup, seconds, conc)
 
 
 def measure(

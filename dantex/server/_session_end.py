@@ -136,9 +136,17 @@ class SessionEnds:
                     f"{self._pair_text()}{why}",
                 )
             )
+        self.log_higher_level_block(f"#{match.number}")
+        self.count_refusal("auth" if reason else "socks-rule")
+        self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
+        self._close_now(logged=True)
+
+    def log_higher_level_block(self, socks_rule: str) -> None:
+        """The client-rule's ``tcp/accept ]`` line for a request a socks-rule
+        blocked (``socks_rule``: ``#N`` and what follows it in the line)."""
         cm = self.client_match
         if cm is not None and self._logs(cm, "disconnect", "error"):
-            dlog.info(
+            self.policy.log.info(
                 session_line(
                     "block",
                     cm.number,
@@ -146,12 +154,9 @@ class SessionEnds:
                     "accept",
                     "]",
                     f"{self._client_text()} {dante_addr(self.server)}: "
-                    f"blocked by higher-level socks-rule #{match.number}",
+                    f"blocked by higher-level socks-rule {socks_rule}",
                 )
             )
-        self.count_refusal("auth" if reason else "socks-rule")
-        self._write(self.reply(Reply.NOT_ALLOWED, target if target.is_ip else None))
-        self._close_now(logged=True)
 
     def refuse(self, code: int, why: str) -> None:
         """Answer a failed request with ``code`` and close, logging ``why``."""

@@ -34,7 +34,6 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from dantex.log.format import client_text, dante_addr, session_line
 from dantex.protocol import socks4
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Reply
@@ -107,20 +106,9 @@ def _refuse_extension(session: SocksSession) -> None:
     """Dante's BIND extension, as danted answers it when it is off: 0x02
     echoing the request and one ``tcp/accept ]`` line.  dantex has no
     ``extension: bind`` (no Dante 1.4 client sends this request)."""
-    cm = session.client_match
-    if cm is not None and session._logs(cm, "disconnect", "error"):
-        client = client_text(session.client, session.method, session.user)
-        session.policy.log.info(
-            session_line(
-                "block",
-                cm.number,
-                "tcp",
-                "accept",
-                "]",
-                f"{client} {dante_addr(session.server)}: blocked by higher-level "
-                "socks-rule #0: client requested disabled Dante extension: bind",
-            )
-        )
+    session.log_higher_level_block(
+        "#0: client requested disabled Dante extension: bind"
+    )
     session._write(session.reply(Reply.NOT_ALLOWED, session.target))
     session._close_now(logged=True)
 

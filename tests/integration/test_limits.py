@@ -142,6 +142,17 @@ def measure_all(socks: list[socket.socket]) -> list[float]:
     return rates
 
 
+def download_rates(pairs: list[tuple[socket.socket, socket.socket]]) -> list[float]:
+    """Each tunnel's download rate, the origin sides sending all at once;
+    the tunnels are closed afterwards."""
+    with blasting([far for _c, far in pairs]):
+        rates = measure_all([client for client, _f in pairs])
+    for client, far in pairs:
+        client.close()
+        far.close()
+    return rates
+
+
 @pytest.fixture
 def origin() -> Iterator[Origin]:
     o = Origin()
@@ -189,11 +200,7 @@ def test_bandwidth_is_shared_by_the_rules_sessions(
     """Two concurrent downloads under one rule add up to the rule's rate."""
     server = dantex(socks_rule(f"bandwidth: {RATE}"))
     pairs = open_streams(server, origin, 2)
-    with blasting([far for _c, far in pairs]):
-        rates = measure_all([client for client, _f in pairs])
-    for client, far in pairs:
-        client.close()
-        far.close()
+    rates = download_rates(pairs)
     assert sum(rates) == pytest.approx(RATE, rel=0.10)
     assert min(rates) > RATE * 0.25, rates  # both got a fair part
 
@@ -290,11 +297,7 @@ def test_per_user_session_limit_and_bandwidth(
     assert again is None
     server.wait_for_log(r"username%alice@.*session limit reached \(1/1 slot in use\)")
     pairs = alice + bob
-    with blasting([far for _c, far in pairs]):
-        rates = measure_all([client for client, _f in pairs])
-    for client, far in pairs:
-        client.close()
-        far.close()
+    rates = download_rates(pairs)
     assert rates == [pytest.approx(RATE, rel=0.10)] * 2
     assert "alice-pw" not in server.log_text()
 
@@ -347,11 +350,7 @@ def test_bandwidth_is_shared_across_two_workers(
         os.kill(int(first), signal.SIGCONT)
     wait_until(lambda: len(opened.findall(server.log_text())) == 2)
     assert len(set(opened.findall(server.log_text()))) == 2
-    with blasting([far for _c, far in pairs]):
-        rates = measure_all([client for client, _f in pairs])
-    for client, far in pairs:
-        client.close()
-        far.close()
+    rates = download_rates(pairs)
     assert sum(rates) == pytest.approx(RATE, rel=0.10)
 
 
