@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dantex.limits.shaper import TableMeter
 from dantex.protocol import socks4
 from dantex.protocol.address import Address, AddressType, decode_address
 from dantex.protocol.errors import RemoteProtocolError
 from dantex.rules.engine import Match, NeedLookup, SocksFacts
 from dantex.server import _udplog as udplog
+from dantex.server._udpshape import UdpShaper
 from dantex.server._udpsock import UdpEndpoint, bind_pinned, disconnect, udp_socket
 from dantex.server.connect import choose_source, rule_timeout
 from dantex.server.context import family_of
@@ -162,6 +164,16 @@ class UdpAssociation(Relay):
         self._reactor = session.runtime.reactor
         self._log_errors = session._logs(match, "error")
         self._external_text = udplog.sock_addr(None)
+        #: ``bandwidth:`` of the session's rules (None: not shaped)
+        self._shaper: UdpShaper | None = None
+        held = session.limits
+        bandwidth = held.bandwidth if held is not None else None
+        if bandwidth is not None:
+            assert held is not None
+            meter = TableMeter(
+                held.table, bandwidth.digest, bandwidth.rate, self._clock
+            )
+            self._shaper = UdpShaper(meter, self._reactor, self._clock, self._sockets)
 
     # -- the control connection ----------
 
@@ -198,10 +210,16 @@ class UdpAssociation(Relay):
             self.target_written[0],
         )
 
+    def _sockets(self) -> tuple[UdpEndpoint, ...]:
+        return (self.inside, *self.externals.values())
+
     def _close(self, reason: EndReason) -> None:
         if self.closed:
             return
         self.closed = True
+        if self._shaper is not None:
+            self._shaper.stop()
+            self._shaper = None  # it calls us back: no cycle left behind
         if self.externals:  # its address, for the end line, before it closes
             self._external_text = udplog.sock_addr(next(iter(self.externals.values())))
         for endpoint in (self.inside, *self.externals.values()):
@@ -235,6 +253,8 @@ class UdpAssociation(Relay):
             self._lock_client(addr)
         now = self.last_active = self._clock.seconds()
         n = len(data)
+        if self._shaper is not None:
+            self._shaper.charge(n)
         if n > 4:
             # The hot path: a header seen before (a cached key always starts
             # RSV RSV FRAG = 0 0 0, so this also checks them).
@@ -421,6 +441,8 @@ class UdpAssociation(Relay):
         endpoint = UdpEndpoint(sock, self._from_peer, "external", self._lost)
         self.externals[family] = endpoint
         self._reactor.addReader(endpoint)
+        if self._shaper is not None and self._shaper.holding:
+            self._shaper.hold(endpoint)
         return endpoint
 
     def _add_destination(
@@ -464,6 +486,8 @@ class UdpAssociation(Relay):
         read = self.target_read
         read[0] += len(data)
         read[1] += 1
+        if self._shaper is not None:
+            self._shaper.charge(len(data))
         match = sender.match
         if match is None:
             assert self.client is not None

@@ -127,9 +127,19 @@ class UdpEndpoint:
     ``connected`` is the peer ``sock`` is connected to (None if none): the
     handler is then given that address without asking the kernel.  ``lost``
     hears of the reactor dropping the socket (an exception in ``handler``).
+    ``held`` stops reading mid-batch (``bandwidth:``, see ._udpshape).
     """
 
-    __slots__ = ("closed", "connected", "fd", "handler", "lost", "name", "sock")
+    __slots__ = (
+        "closed",
+        "connected",
+        "fd",
+        "handler",
+        "held",
+        "lost",
+        "name",
+        "sock",
+    )
 
     def __init__(
         self,
@@ -145,6 +155,7 @@ class UdpEndpoint:
         self.lost = lost
         self.connected: tuple[str, int] | None = None
         self.closed = False
+        self.held = False
 
     def fileno(self) -> int:
         return self.fd
@@ -158,7 +169,7 @@ class UdpEndpoint:
         if connected is not None:  # the kernel filters: no address to read
             recv = self.sock.recv
             for _ in range(_BATCH):
-                if self.closed:
+                if self.closed or self.held:
                     return
                 try:
                     data = recv(MAX_DATAGRAM)
@@ -170,7 +181,7 @@ class UdpEndpoint:
             return
         recvfrom = self.sock.recvfrom
         for _ in range(_BATCH):
-            if self.closed:
+            if self.closed or self.held:
                 return
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import socks  # PySocks
 
 from tests.integration.conftest import RunDantex
 from tests.integration.dantex_server import REPO, DantexServer, start_dantex
@@ -203,6 +204,40 @@ def test_bandwidth_is_shared_by_the_rules_sessions(
     rates = download_rates(pairs)
     assert sum(rates) == pytest.approx(RATE, rel=0.10)
     assert min(rates) > RATE * 0.25, rates  # both got a fair part
+
+
+def test_bandwidth_shapes_udp_associate(dantex: RunDantex) -> None:
+    """A PySocks UDP client sending many times bandwidth: 100000: the
+    destination receives the rule's rate (within 10%), the rest is dropped
+    by the kernel while the association does not read."""
+    server = dantex(socks_rule(f"bandwidth: {RATE}"))
+    stop = threading.Event()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        sink.bind(("127.0.0.1", 0))
+        client.set_proxy(socks.SOCKS5, server.host, server.port)
+        client.settimeout(10)
+        payload, to = bytes(1000), sink.getsockname()
+        client.sendto(payload, to)  # the association is made here
+
+        def send() -> None:  # about 3 MB/s: 30 times the rate
+            deadline = time.monotonic() + WARMUP + WINDOW + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                for _ in range(3):
+                    client.sendto(payload, to)
+                time.sleep(0.001)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            rate = measure(sink)
+        finally:
+            stop.set()
+            sender.join(10)
+    # each datagram is charged with its 10-byte SOCKS header
+    assert rate == pytest.approx(RATE * 1000 / 1010, rel=0.10)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -382,6 +382,41 @@ def test_full_port_range_is_a_general_failure() -> None:
     assert any("no free ports in range to bind" in x for x in m.log.messages())
 
 
+def test_bandwidth_stops_reading_while_the_bucket_is_in_debt(
+    udp: list[socket.socket],
+) -> None:
+    """bandwidth: 1000 on the udpassociate rule (a burst of 100 bytes): a
+    datagram is relayed, then charged; in debt the association reads none of
+    its sockets, mid-batch included, and the kernel keeps what arrives."""
+    m = memory_session(
+        CONF.replace(
+            "command: bind connect udpassociate\n",
+            "command: bind connect udpassociate\n  bandwidth: 1000\n",
+        )
+    )
+    relay = associate(m)
+    assoc = association(m)
+    client, target = udp_socket(udp), udp_socket(udp)
+    tip, tport = target.getsockname()
+    for fill in (b"A", b"B", b"C"):
+        client.sendto(header(tip, tport) + fill * 500, relay)
+    pump(assoc.inside)
+    assert target.recv(1000) == b"A" * 500
+    assert nothing_for(target, 0.1)  # B and C wait in the relay socket
+    (external,) = assoc.externals.values()
+    assert assoc.inside not in m.clock.readers
+    assert external not in m.clock.readers  # made while in debt: held too
+    # 100 - 510 bytes: 410 owed at 1000 bytes/s, 0.41 s
+    m.clock.advance(0.3)
+    assert assoc.inside not in m.clock.readers
+    m.clock.advance(0.2)
+    assert {assoc.inside, external} <= set(m.clock.readers)
+    pump(assoc.inside)
+    assert target.recv(1000) == b"B" * 500
+    assert assoc.inside not in m.clock.readers  # in debt again: C still waits
+    assert nothing_for(target, 0.1)
+
+
 def test_idle_association_times_out() -> None:
     """timeout.io.udp without a datagram ends the association."""
     m = memory_session(
