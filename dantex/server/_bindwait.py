@@ -14,10 +14,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dantex.log.format import client_text, dante_addr, session_line
-from dantex.protocol import socks4
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
-from dantex.rules.engine import Match, SocksFacts
+from dantex.rules.engine import Match
+from dantex.server._state import State
 from dantex.server.connect import rule_timeout
 from dantex.server.relay import EndReason, Relay, _error_text
 
@@ -30,10 +30,6 @@ __all__ = ["BindWait"]
 
 #: Client bytes held while waiting for the peer before the client is paused.
 _WAIT_BUFFER = 65536
-
-
-def _proxyprotocol(session: SocksSession) -> str:
-    return "socks_v4" if session.version == socks4.VERSION else "socks_v5"
 
 
 @implementer(IReadDescriptor)
@@ -155,7 +151,6 @@ class BindWait(Relay):
 
     def accepted(self, conn: socket.socket, addr: tuple[str, int]) -> None:
         """A connection arrived on the BIND socket: check it, answer, relay."""
-        from dantex.server.session import State
 
         self._stop_listening()
         session = self.session
@@ -173,13 +168,7 @@ class BindWait(Relay):
                 f"but got it from {dante_addr(peer)}",
             )
             return
-        facts = SocksFacts(
-            peer,
-            session.client,
-            "bindreply",
-            _proxyprotocol(session),
-            **session.auth.identity(),
-        )
+        facts = session.socks_facts(peer, session.client, "bindreply")
 
         def decided(match: Match) -> None:
             if session.state is State.CLOSED or self.peer_sock is None:

@@ -32,6 +32,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.rules.addresses import NeedLookup
 from dantex.rules.engine import Match
 from dantex.server._chain import Attempt, Reached
+from dantex.server._state import State
 from dantex.server.errors import ConnectFailed, describe_failure
 from dantex.server.route import Plan, client_credentials
 
@@ -187,7 +188,6 @@ class Failover:
 
     def alive(self) -> bool:
         """Whether the session still waits for us."""
-        from dantex.server.session import State
 
         return self.session.state is State.REQUESTED or self.committed
 

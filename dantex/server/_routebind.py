@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dantex.protocol import socks4
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Command, Reply
-from dantex.rules.engine import Match, SocksFacts
+from dantex.rules.engine import Match
 from dantex.server._bindwait import BindWait
 from dantex.server._chain import Attempt, Reached
 from dantex.server._failover import Failover, Outcome
+from dantex.server._state import State
 from dantex.server.connect import rule_timeout
 from dantex.server.relay import Relay
 
@@ -115,20 +115,13 @@ class RoutedBind(Failover):
         self.committed = True
         if bound.host in _WILDCARDS:
             bound = Address.from_host(plan.hops[-1].host, bound.port)
-        facts = SocksFacts(
-            session.client,
-            bound,
-            "bind",
-            "socks_v4" if session.version == socks4.VERSION else "socks_v5",
-            **session.auth.identity(),
-        )
+        facts = session.socks_facts(session.client, bound, "bind")
         session.decide(
             lambda answers: session.policy.rules.match_socks(facts, answers),
             lambda match: self._decided(match, plan, bound),
         )
 
     def _decided(self, match: Match, plan: Plan, bound: Address) -> None:
-        from dantex.server.session import State
 
         session = self.session
         if session.state is not State.REQUESTED:
@@ -154,7 +147,6 @@ class RoutedBind(Failover):
             wait.peer_connected(early)
 
     def reached(self, reached: Reached, plan: Plan) -> None:
-        from dantex.server.session import State
 
         wait = self.wait
         if wait is None:  # the second reply came before the rules decided
@@ -166,7 +158,6 @@ class RoutedBind(Failover):
         wait.peer_connected(reached)
 
     def failed_late(self, outcome: Outcome) -> None:
-        from dantex.server.session import State
 
         session = self.session
         wait = self.wait

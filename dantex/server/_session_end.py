@@ -10,7 +10,6 @@ Each connection produces its log lines exactly once.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
 from dantex.server import httpconnect
 from dantex.server._replyreason import reply_reason
+from dantex.server._state import EMPTY, State
 from dantex.server.connect import rule_timeout
 
 if TYPE_CHECKING:
@@ -36,21 +36,6 @@ if TYPE_CHECKING:
     from dantex.server.relay import EndReason, Relay
 
 __all__ = ["EMPTY", "SessionEnds", "State"]
-
-
-class State(enum.Enum):
-    """Where a session is."""
-
-    ACCEPTING = "accepting"  # client-rules pending (DNS)
-    NEGOTIATING = "negotiating"
-    AUTHENTICATING = "authenticating"  # a credentials check is pending
-    REQUESTED = "requested"  # request read; rules, DNS, connect in progress
-    RELAYING = "relaying"
-    CLOSED = "closed"
-
-
-#: one shared empty set (``frozenset()`` allocates a new one each call)
-EMPTY: frozenset[str] = frozenset()
 
 
 class SessionEnds:

@@ -18,11 +18,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dantex.limits.shaper import TableMeter
-from dantex.protocol import socks4
 from dantex.protocol.address import Address, AddressType, decode_address
 from dantex.protocol.errors import RemoteProtocolError
 from dantex.rules.engine import Match, NeedLookup, SocksFacts
 from dantex.server import _udplog as udplog
+from dantex.server._state import State
 from dantex.server._udpshape import UdpShaper
 from dantex.server._udpsock import UdpEndpoint, bind_pinned, disconnect, udp_socket
 from dantex.server.connect import choose_source, rule_timeout
@@ -157,9 +157,6 @@ class UdpAssociation(Relay):
         self._several = False
         self._stranger_logged = False
         self._client_sockaddr: tuple[str, int] | None = None
-        self._proxyprotocol = (
-            "socks_v4" if session.version == socks4.VERSION else "socks_v5"
-        )
         self._clock = session.runtime.clock
         self._reactor = session.runtime.reactor
         self._log_errors = session._logs(match, "error")
@@ -179,7 +176,6 @@ class UdpAssociation(Relay):
 
     def start(self) -> None:
         """Log the start, watch the client-facing socket and the control link."""
-        from dantex.server.session import State
 
         session = self.session
         session.relay = self
@@ -530,14 +526,7 @@ class UdpAssociation(Relay):
     # -- rules ----------
 
     def _facts(self, client: Address, target: Address, command: str) -> SocksFacts:
-        session = self.session
-        return SocksFacts(
-            client,
-            target,
-            command,
-            self._proxyprotocol,
-            **session.auth.identity(),
-        )
+        return self.session.socks_facts(client, target, command)
 
     def _decide(
         self, facts: SocksFacts, then: Callable[[Match], None], tries: int = 0

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING
 from dantex.protocol import socks4
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Reply
-from dantex.rules.engine import Match, SocksFacts
+from dantex.rules.engine import Match
 from dantex.server._bindwait import BindWait
+from dantex.server._state import State
 from dantex.server.connect import _kernel_source, choose_source
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
@@ -173,7 +174,6 @@ def bind_listener(address: str, port: int) -> socket.socket:
 
 def _listen(session: SocksSession, expected: list[str], family: int) -> None:
     """Bind and listen, check the socks-rules against the bound address."""
-    from dantex.server.session import State
 
     if session.state is not State.REQUESTED:
         return
@@ -197,13 +197,7 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
         return
     host, bport = sock.getsockname()[:2]
     bound = Address.from_host(str(host), int(bport))
-    facts = SocksFacts(
-        session.client,
-        bound,
-        "bind",
-        _proxyprotocol(session),
-        **session.auth.identity(),
-    )
+    facts = session.socks_facts(session.client, bound, "bind")
 
     session.cleanups.append(sock.close)  # if the client leaves during DNS
 
@@ -234,7 +228,3 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
     session.decide(
         lambda answers: session.policy.rules.match_socks(facts, answers), decided
     )
-
-
-def _proxyprotocol(session: SocksSession) -> str:
-    return "socks_v4" if session.version == socks4.VERSION else "socks_v5"

@@ -22,6 +22,7 @@ from dantex.log.format import dante_addr
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
+from dantex.server._state import State
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed, describe_failure
 from dantex.server.lean import Conn
@@ -170,7 +171,6 @@ def connect_direct(session: SocksSession, match: Match) -> None:
 def _try(
     session: SocksSession, ips: list[str], i: int, last: ConnectFailed | None
 ) -> None:
-    from dantex.server.session import State
 
     if session.state is not State.REQUESTED:
         return
@@ -198,13 +198,16 @@ def _try(
     except ConnectFailed as e:
         session.refuse(e.reply, e.reason)
         return
-    d = runtime.connector.connect(
+    d = runtime.connector.try_connect(
         family_of(ip),
         (ip, target.port),
         source=source,
         timeout=rule_timeout(session, "connect"),
         source_ports=ports,
     )
+    if isinstance(d, Conn):  # a local target: connected already
+        _established(session, d)
+        return
     session._pending = d  # type: ignore[assignment]
 
     def connected(target: Conn | socket.socket) -> None:

@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorFDSet,
@@ -156,14 +156,37 @@ class TcpConnector:
     ) -> Deferred[Conn]:
         """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
+        See :meth:`try_connect`, which this wraps.
+        """
+        result = self.try_connect(
+            family,
+            sockaddr,
+            source=source,
+            timeout=timeout,
+            source_ports=source_ports,
+        )
+        return succeed(result) if isinstance(result, Conn) else result
+
+    def try_connect(
+        self,
+        family: int,
+        sockaddr: tuple[str, int],
+        *,
+        source: str | None = None,
+        timeout: float = 0.0,
+        source_ports: tuple[int, int] | None = None,
+    ) -> Conn | Deferred[Conn]:
+        """Connect to ``sockaddr``: the descriptor itself when the kernel
+        connected it at once (a local target), else a Deferred of it.
+
         :param source: local address to send from (port chosen by the kernel).
         :param source_ports: an inclusive range the source port must come
             from (``redirect from:``); the first free one is taken.
         :param timeout: seconds before giving up (0: the kernel's own limit);
             fails with ``TimeoutError``.
-        :returns: fires with the :class:`Conn` of a connected non-blocking
-            socket with TCP_NODELAY (``.sock``), or fails with the ``OSError``
-            of the connect.  Cancelling closes the socket.
+        :returns: the :class:`Conn` of a connected non-blocking socket with
+            TCP_NODELAY (``.sock``), or a Deferred that fires with it or fails
+            with the ``OSError`` of the connect.  Cancelling closes the socket.
         """
         try:
             # EMFILE/ENFILE when the process is out of descriptors: the
@@ -190,9 +213,7 @@ class TcpConnector:
         if err == errno.EINPROGRESS and _established(sock):
             err = 0
         if err == 0:
-            d = Deferred()
-            d.callback(Conn(self._reactor, sock))
-            return d
+            return Conn(self._reactor, sock)
         if err != errno.EINPROGRESS:
             sock.close()
             d = Deferred()

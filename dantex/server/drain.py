@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from dantex.server._state import State
 from dantex.server.relay import EndReason
 
 __all__ = ["POLL", "Drain", "close_sessions", "drain"]
@@ -30,7 +31,6 @@ POLL = 0.1
 
 def close_sessions(sessions: Collection[object], why: str) -> int:
     """Close every session in ``sessions``; returns how many there were."""
-    from dantex.server.session import State
 
     closed = 0
     for session in list(sessions):

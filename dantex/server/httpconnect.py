@@ -40,6 +40,7 @@ from dantex.protocol.http_connect import (
     HttpRequestError,
 )
 from dantex.protocol.socks5 import Reply
+from dantex.server._state import State
 from dantex.server.route import remember_credentials
 
 if TYPE_CHECKING:
@@ -203,7 +204,6 @@ def http_requested(session: SocksSession, event: HttpConnectRequest) -> None:
 
 
 def _go_on(session: SocksSession, target: Address, *, resume: bool) -> None:
-    from dantex.server.session import State
 
     if session.state is State.CLOSED:
         return

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 
 from dantex.log.format import dante_addr
 from dantex.protocol.address import Address, AddressType
+from dantex.server._state import State
 
 if TYPE_CHECKING:
     from dantex.config.model import Config
@@ -240,7 +241,6 @@ class ProxyHeaderGate(Protocol):
         transport.protocol = session  # type: ignore[attr-defined]
         self.transport = None
         session.makeConnection(transport)  # type: ignore[no-untyped-call]
-        from dantex.server.session import State
 
         if rest and session.state is not State.CLOSED:
             session.dataReceived(rest)

@@ -41,6 +41,7 @@ from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server import httpconnect
 from dantex.server._session_end import EMPTY, SessionEnds, State
+from dantex.server.connect import start_connect
 from dantex.server.session_auth import SessionAuth
 
 if TYPE_CHECKING:
@@ -403,18 +404,34 @@ class SocksSession(Protocol, SessionEnds):
                 f"unbound port or address ({dante_addr(target)}) in request",
             )
             return
-        facts = SocksFacts(
-            self.client,
+        if self.policy.uses_ldap_group:
+            self.auth.with_ldap_groups(lambda: self._decide_socks(command, target))
+        else:
+            self._decide_socks(command, target)
+
+    def _decide_socks(self, command: str, target: Address) -> None:
+        # the facts are taken now: after the LDAP groups were looked up
+        facts = self.socks_facts(self.client, target, command)
+        rules = self.policy.rules
+        self.decide(
+            lambda answers: rules.match_socks(facts, answers), self._socks_decided
+        )
+
+    def socks_facts(
+        self, client: Address, target: Address | None, command: str
+    ) -> SocksFacts:
+        """What socks-rules see of ``command`` from ``client`` to ``target``,
+        with this session's authentication."""
+        return SocksFacts(
+            client,
             target,
             command,
             self.proxyprotocol(),
-            **self.auth.identity(),
-        )
-        self.auth.with_ldap_groups(
-            lambda: self.decide(
-                lambda answers: self.policy.rules.match_socks(facts, answers),
-                self._socks_decided,
-            )
+            socksmethod=self.method,
+            clientmethod=self.clientmethod,
+            user=self.user,
+            groups=self.groups,
+            ldap_groups=self.ldap_groups or EMPTY,
         )
 
     def proxyprotocol(self) -> str:
@@ -435,8 +452,6 @@ class SocksSession(Protocol, SessionEnds):
             return
         if not self.admit_limits(match):
             return
-        from dantex.server.connect import start_connect
-
         start_connect(self, match)
 
     def admit_limits(self, match: Match) -> bool:

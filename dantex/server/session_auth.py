@@ -49,6 +49,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match
+from dantex.server._state import State
 from dantex.server.route import remember_credentials
 
 if TYPE_CHECKING:
@@ -94,7 +95,6 @@ class SessionAuth:
     ) -> None:
         """Check ``credentials`` with ``method``; pause reading meanwhile."""
         s = self.session
-        from dantex.server.session import State
 
         s.state = State.AUTHENTICATING
         s._pause()
@@ -142,7 +142,6 @@ class SessionAuth:
     def resume(self) -> None:
         """Back to negotiating: read again, handle what the codec holds."""
         s = self.session
-        from dantex.server.session import State
 
         if s.state is State.CLOSED:
             return
@@ -168,7 +167,6 @@ class SessionAuth:
 
         def checked(results: list[tuple[bool, Any]]) -> None:
             s._pending = None
-            from dantex.server.session import State
 
             if s.state is State.CLOSED:
                 return
@@ -297,7 +295,6 @@ class SessionAuth:
     def socks4(self, event: socks4.Socks4Request) -> None:
         """A v4 request: no method negotiation, so only password-less methods."""
         s = self.session
-        from dantex.server.session import State
 
         name = "connect" if event.command is socks4.Socks4Command.CONNECT else "bind"
         ours = self.socks_methods()
@@ -321,17 +318,6 @@ class SessionAuth:
             return
         self.address_check(method, lambda: s._requested(name, event.address))
 
-    def identity(self) -> dict[str, Any]:
-        """The authentication facts for :class:`~dantex.rules.engine.SocksFacts`."""
-        s = self.session
-        return {
-            "socksmethod": s.method,
-            "clientmethod": s.clientmethod,
-            "user": s.user,
-            "groups": s.groups,
-            "ldap_groups": s.ldap_groups or frozenset(),
-        }
-
     def with_ldap_groups(self, then: Callable[[], None]) -> None:
         """Look up ``ldap.group`` membership first when a rule needs it."""
         s = self.session
@@ -346,7 +332,6 @@ class SessionAuth:
         s._pending = d  # type: ignore[assignment]
 
         def found(groups: frozenset[str]) -> None:
-            from dantex.server.session import State
 
             s._pending = None
             if s.state is not State.CLOSED:

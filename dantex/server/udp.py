@@ -40,10 +40,10 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dantex.protocol import socks4
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match, SocksFacts
+from dantex.server._state import State
 from dantex.server._udprelay import UdpAssociation
 from dantex.server._udpsock import bind_in_range, udp_socket
 from dantex.server.bind import advertised
@@ -86,24 +86,13 @@ def _unspecified(address: Address) -> bool:
     return address.host in ("0.0.0.0", "::")
 
 
-def _proxyprotocol(session: SocksSession) -> str:
-    return "socks_v4" if session.version == socks4.VERSION else "socks_v5"
-
-
 def _facts(session: SocksSession, client: Address) -> SocksFacts:
-    return SocksFacts(
-        client,
-        None,
-        "udpassociate",
-        _proxyprotocol(session),
-        **session.auth.identity(),
-    )
+    return session.socks_facts(client, None, "udpassociate")
 
 
 def _check_rules(session: SocksSession, declared: Address) -> None:
     """Dante: a complete declared address is checked first, then the control
     connection's address decides which rule the association belongs to."""
-    from dantex.server.session import State
 
     rules = session.policy.rules
 
