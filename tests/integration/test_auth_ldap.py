@@ -5,7 +5,9 @@ StartTLS with certificate checks, group rules, ldap.group, a dead server."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import bcrypt
 import pytest
 
 from tests.integration._auth_helpers import LOGGED_RULES, curl_user, python_socks_ok
@@ -114,3 +116,24 @@ def test_dead_server_is_a_quick_clear_refusal(
     assert bad.returncode == 97 and b"(1 1)" in bad.stderr
     assert time.monotonic() - started < 5
     server.wait_for_log(r"ldapauth authentication failed .*ldap: ldap://127\.0\.0\.1")
+
+
+def test_ldap_group_for_password_file_users(
+    dantex: RunDantex, origins: Origins, slapd: Slapd, tmp_path: Path
+) -> None:
+    """username from a password file, groups from the directory (ldap.url):
+    ldap.group: proxyposix (a posixGroup with memberUid alice) admits alice,
+    not bob -- the rule sees the groups the search found for this session."""
+    users = tmp_path / "users.passwd"
+    alice = bcrypt.hashpw(b"alice-pw", bcrypt.gensalt(5)).decode()
+    bob = bcrypt.hashpw(b"bob-pw", bcrypt.gensalt(5)).decode()
+    users.write_text(f"alice:{alice}\nbob:{bob}\n")
+    settings = (
+        f"socksmethod: username\nusername.passwordfile: {users}\n"
+        f"ldap.url: {slapd.url}{slapd.base_dn}\n"
+    )
+    server = dantex(with_socks_line("ldap.group: proxyposix"), settings=settings)
+    ok = curl_user(server, origins.http_url(), "alice", "alice-pw")
+    assert ok.returncode == 0, ok.stderr
+    refused = curl_user(server, origins.http_url(), "bob", "bob-pw")
+    assert refused.returncode == 97 and b"(2)" in refused.stderr, refused.stderr
