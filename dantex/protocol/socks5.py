@@ -162,6 +162,46 @@ class Socks5ServerCodec:
             raise
         return event
 
+    # The usual reads hold exactly one message each: these take it without
+    # the buffer (the setup path's cost is in such layers).  Anything else --
+    # a partial or pipelined message, bad bytes -- returns None and changes
+    # nothing: feed() it, and next_event() answers as it always does.
+
+    def whole_greeting(self, data: bytes) -> MethodsOffered | None:
+        """``feed(data)`` then ``next_event()``, when ``data`` is exactly one
+        well-formed greeting (§3) and nothing was fed before it."""
+        if (
+            self._state is _State.AWAIT_METHODS
+            and len(data) > 2
+            and data[0] == VERSION
+            and len(data) == 2 + data[1]
+            and not self._buf
+        ):
+            self._state = _State.SELECTING
+            return MethodsOffered(tuple(data[2:]))
+        return None
+
+    def whole_request(self, data: bytes) -> Request | None:
+        """``feed(data)`` then ``next_event()``, when ``data`` is exactly one
+        well-formed request (§4) and nothing was fed before it."""
+        if (
+            self._state is not _State.AWAIT_REQUEST
+            or len(data) < 7
+            or data[0] != VERSION
+            or data[2] != 0
+            or not 1 <= data[1] <= 3
+            or self._buf
+        ):
+            return None
+        try:
+            parsed = decode_address(data, 3)
+        except RemoteProtocolError:
+            return None
+        if parsed is None or parsed[1] != len(data):
+            return None
+        self._state = _State.REQUESTED
+        return Request(Command(data[1]), parsed[0])
+
     def _userpass(self) -> UserPassRequest | _NeedData:
         data = self._buf.view()
         try:

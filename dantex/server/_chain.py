@@ -45,7 +45,7 @@ from dantex.client.errors import (
 )
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Command, Reply
-from dantex.server.connect import choose_source
+from dantex.server.connect import source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.lean import Conn
@@ -223,7 +223,7 @@ class Attempt:
             self._connect_tls(ip)
             return
         try:
-            source = choose_source(session.policy.config, ip, session.server.host)
+            source = source_for(session.policy, ip, session.server.host)
         except ConnectFailed as e:
             self._fail(ProxyConnectError(e, proxy=str(self.first)))
             return

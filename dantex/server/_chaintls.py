@@ -44,7 +44,7 @@ from dantex.client.endpoints import (
 )
 from dantex.client.errors import ProxyConnectError
 from dantex.protocol.address import Address
-from dantex.server.connect import choose_source
+from dantex.server.connect import source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.lean import Conn
@@ -147,7 +147,7 @@ class _FirstParent:
         session = attempt.session
         runtime = session.runtime
         try:
-            source = choose_source(session.policy.config, self._ip, session.server.host)
+            source = source_for(session.policy, self._ip, session.server.host)
         except ConnectFailed as e:
             failed: Deferred[IProtocol] = Deferred()
             failed.errback(Failure(e))

@@ -41,7 +41,7 @@ from dantex.server._chain import Attempt, Reached
 from dantex.server._failover import Failover
 from dantex.server._udprelay import UdpAssociation, _Route
 from dantex.server._udpsock import UdpEndpoint, udp_socket
-from dantex.server.connect import _kernel_source, choose_source, rule_timeout
+from dantex.server.connect import _kernel_source, rule_timeout, source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.lean import Conn
@@ -124,7 +124,7 @@ class RoutedUdp(Failover):
         source: str | None = None
         if ip is not None:
             try:
-                source = choose_source(session.policy.config, ip, session.server.host)
+                source = source_for(session.policy, ip, session.server.host)
             except ConnectFailed:
                 source = None
             if source is None:

@@ -25,7 +25,7 @@ from dantex.server import _udplog as udplog
 from dantex.server._state import State
 from dantex.server._udpshape import UdpShaper
 from dantex.server._udpsock import UdpEndpoint, bind_pinned, disconnect, udp_socket
-from dantex.server.connect import choose_source, rule_timeout
+from dantex.server.connect import rule_timeout, source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.relay import EndReason, Relay, _error_text
@@ -427,7 +427,7 @@ class UdpAssociation(Relay):
         if endpoint is not None:
             return endpoint
         session = self.session
-        source = choose_source(session.policy.config, ip, session.server.host)
+        source = source_for(session.policy, ip, session.server.host)
         sock = udp_socket(family)
         try:
             self._pinned[family] = bind_pinned(sock, source or _WILDCARD[family])

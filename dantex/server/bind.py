@@ -40,7 +40,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
 from dantex.server._bindwait import BindWait
 from dantex.server._state import State
-from dantex.server.connect import _kernel_source, choose_source
+from dantex.server.connect import _kernel_source, source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 
@@ -124,7 +124,7 @@ def listen_address(session: SocksSession, family: int, peer: str | None) -> str:
     :raises ConnectFailed: no usable address of ``family`` (0x08).
     """
     probe = peer or ("0.0.0.0" if family == socket.AF_INET else "::")
-    chosen = choose_source(session.policy.config, probe, session.server.host)
+    chosen = source_for(session.policy, probe, session.server.host)
     if chosen is not None:
         return chosen
     for where in (peer, _ROUTE_PROBE[family]):

@@ -29,9 +29,16 @@ from dantex.server.lean import Conn
 
 if TYPE_CHECKING:
     from dantex.server._session_end import SessionEnds
+    from dantex.server.context import Policy
     from dantex.server.session import SocksSession
 
-__all__ = ["choose_source", "connect_direct", "rule_timeout", "start_connect"]
+__all__ = [
+    "choose_source",
+    "connect_direct",
+    "rule_timeout",
+    "source_for",
+    "start_connect",
+]
 
 #: Addresses of a resolved name tried in turn before giving up.
 _MAX_CANDIDATES = 4
@@ -91,6 +98,19 @@ def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:
             "configured for our usage on the external interface",
         )
     return of_family[0]
+
+
+def source_for(policy: Policy, ip: str, internal_ip: str) -> str | None:
+    """:func:`choose_source`, remembered per family when it cannot change."""
+    sources = policy.sources
+    if sources is None:
+        return choose_source(policy.config, ip, internal_ip)
+    family = family_of(ip)
+    try:
+        return sources[family]
+    except KeyError:
+        source = sources[family] = choose_source(policy.config, ip, internal_ip)
+        return source
 
 
 def _kernel_source(family: int, ip: str) -> str | None:
@@ -193,7 +213,7 @@ def _try(
                 Reply.NOT_ALLOWED,
                 "client is requesting a connection to the same address we listen to",
             )
-        source = choose_source(session.policy.config, ip, session.server.host)
+        source = source_for(session.policy, ip, session.server.host)
         source, ports = _redirect_from(session, ip, source)
     except ConnectFailed as e:
         session.refuse(e.reply, e.reason)

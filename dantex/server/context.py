@@ -84,6 +84,14 @@ class Policy:
         self.routes = RouteTable(config) if config.routes else None
         #: ``internal.proxyprotocol`` (None: off), see dantex.server.proxyproto
         self.proxy_trust = ProxyTrust.from_config(config)
+        #: the source address per family, when it cannot change: ``external:``
+        #: addresses only (no interfaces) and no rotation (dantex.server.connect)
+        self.sources: dict[int, str | None] | None = (
+            {}
+            if config.external_rotation == "none"
+            and all(e.interface is None for e in config.externals)
+            else None
+        )
 
 
 class Runtime:

@@ -343,10 +343,20 @@ class SocksSession(Protocol, SessionEnds):
 
     def _negotiate(self, data: bytes) -> None:
         codec = self.codec
-        if codec is None:
+        if type(codec) is socks5.Socks5ServerCodec:
+            request = codec.whole_request(data)
+            if request is not None:
+                self._requested(_COMMAND_NAMES[request.command], request.address)
+                return
+        elif codec is None:
             version = data[0]
             if version == socks5.VERSION:
                 codec = self.codec = socks5.Socks5ServerCodec()
+                self.version = version
+                offered = codec.whole_greeting(data)
+                if offered is not None:
+                    self.auth.methods_offered(offered)
+                    return
             elif version == socks4.VERSION:
                 codec = self.codec = socks4.Socks4ServerCodec()
             elif httpconnect.first_event_is_http(self):

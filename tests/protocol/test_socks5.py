@@ -426,3 +426,83 @@ def test_arbitrary_bytes(data: bytes, method: int) -> None:
                     codec.auth_result(bool(method))
                 else:
                     codec.reply(Reply.SUCCEEDED)
+
+
+# --- whole messages (the setup path's shortcut) ------------------------------
+
+
+def _general(codec: Socks5ServerCodec, data: bytes) -> object:
+    """What feed() + next_event() make of ``data``: an event, NEED_DATA or the
+    error's reply."""
+    codec.feed(data)
+    try:
+        return codec.next_event()
+    except RemoteProtocolError as e:
+        return ("error", e.reply)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\x05\x01\x00",  # one method: NO AUTHENTICATION REQUIRED
+        b"\x05\x02\x00\x02",  # and USERNAME/PASSWORD
+        b"\x05\x01",  # METHODS missing
+        b"\x05\x00",  # NMETHODS = 0
+        b"\x05\x01\x00\x05\x01",  # a request pipelined after it
+        b"\x04\x01\x00\x50",  # SOCKS 4
+    ],
+)
+def test_whole_greeting_is_the_general_path_or_none(wire: bytes) -> None:
+    """Exactly one greeting: the same event and state as feed + next_event;
+    anything else: None and nothing consumed."""
+    fast, slow = Socks5ServerCodec(), Socks5ServerCodec()
+    event = fast.whole_greeting(wire)
+    if event is None:
+        assert wire not in (b"\x05\x01\x00", b"\x05\x02\x00\x02")
+        assert _general(fast, wire) == _general(slow, wire)
+        return
+    assert event == _general(slow, wire)
+    assert fast.select_method(0) == slow.select_method(0) == b"\x05\x00"
+
+
+@pytest.mark.parametrize(
+    ("wire", "taken"),
+    [
+        (b"\x05\x01\x00\x01\x7f\x00\x00\x01\x1f\x90", True),  # CONNECT 127.0.0.1:8080
+        (b"\x05\x01\x00\x04" + bytes(15) + b"\x01\x00\x50", True),  # CONNECT [::1]:80
+        (b"\x05\x01\x00\x03\x0bexample.com\x01\xbb", True),  # example.com:443
+        (b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00", True),  # BIND 0.0.0.0:0
+        (b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00", True),  # UDP ASSOCIATE
+        (b"\x05\x01\x00\x01\x7f\x00\x00\x01\x1f", False),  # port cut short
+        (b"\x05\x01\x00\x01\x7f\x00\x00\x01\x1f\x90GET", False),  # early data
+        (b"\x05\x09\x00\x01\x7f\x00\x00\x01\x1f\x90", False),  # unknown CMD
+        (b"\x05\x01\x00\x07\x7f\x00\x00\x01\x1f\x90", False),  # unknown ATYP
+        (b"\x05\x01\x00\x03\x00\x00\x50", False),  # empty domain name
+    ],
+)
+def test_whole_request_is_the_general_path_or_none(wire: bytes, taken: bool) -> None:
+    """Exactly one request: the same event, leftover and reply as feed +
+    next_event; anything else: None, and the general path still answers."""
+    fast, slow = negotiated(), negotiated()
+    event = fast.whole_request(wire)
+    expected = _general(slow, wire)
+    assert (event is not None) is taken
+    if event is None:
+        assert _general(fast, wire) == expected
+        return
+    assert event == expected
+    assert fast.leftover() == slow.leftover() == b""
+    assert fast.reply(Reply.SUCCEEDED) == slow.reply(Reply.SUCCEEDED)
+
+
+@BOUNDED
+@given(st.binary(max_size=40))
+def test_whole_messages_never_differ_from_the_general_path(data: bytes) -> None:
+    """For any bytes the shortcuts either decline or agree with feed +
+    next_event."""
+    fast, slow = Socks5ServerCodec(), Socks5ServerCodec()
+    greeting = fast.whole_greeting(data)
+    assert greeting is None or greeting == _general(slow, data)
+    fast, slow = negotiated(), negotiated()
+    request = fast.whole_request(data)
+    assert request is None or request == _general(slow, data)

@@ -272,6 +272,25 @@ def test_client_gone_while_connecting_cancels_the_connect() -> None:
     assert m.connector.calls[0].cancelled
 
 
+def test_source_is_remembered_per_family_only_when_it_cannot_change() -> None:
+    """external: addresses without rotation: the choice per family is made
+    once, a refusal (no address of the family) each time; an interface name
+    (its addresses may change) is looked at each time."""
+    from dantex.server.connect import source_for
+    from dantex.server.errors import ConnectFailed
+
+    policy = memory_session("external: 127.0.0.2\n" + OPEN).session.policy
+    assert source_for(policy, "10.0.0.1", "127.0.0.1") == "127.0.0.2"
+    assert policy.sources == {socket.AF_INET: "127.0.0.2"}
+    for _ in range(2):
+        with pytest.raises(ConnectFailed):
+            source_for(policy, "2001:db8::1", "127.0.0.1")
+    assert policy.sources == {socket.AF_INET: "127.0.0.2"}
+    by_name = memory_session("external: lo\n" + OPEN)
+    assert by_name.session.policy.sources is None
+    assert source_for(by_name.session.policy, "10.0.0.1", "127.0.0.1") == "127.0.0.1"
+
+
 def test_external_protocol_excludes_a_family() -> None:
     """external.protocol: ipv6 leaves no IPv4 source: an IPv4 target gets X'08'."""
     from dantex.config import parse
