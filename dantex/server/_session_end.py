@@ -24,6 +24,7 @@ from dantex.protocol.errors import RemoteProtocolError
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
 from dantex.server import httpconnect
+from dantex.server._deadlines import DeadlineQueue
 from dantex.server._replyreason import reply_reason
 from dantex.server._state import EMPTY, State
 from dantex.server.connect import rule_timeout
@@ -68,7 +69,7 @@ class SessionEnds:
     monitored: Member | None
     limits: Held | None
     started: float
-    _deadline: IDelayedCall | None
+    _deadline: IDelayedCall | DeadlineQueue | None
     _pending: Deferred[object] | None
     cleanups: list[Callable[[], None]]
 
@@ -248,9 +249,13 @@ class SessionEnds:
         self.runtime.sessions.discard(self)
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
+        deadline = self._deadline
+        if deadline is not None:
+            self._deadline = None
+            if isinstance(deadline, DeadlineQueue):
+                deadline.remove(self)
+            elif deadline.active():
+                deadline.cancel()
 
     def _rule_negotiate_timeout(self, match: Match) -> None:
         """A client-rule's ``timeout.negotiate`` replaces the global one,

@@ -24,6 +24,7 @@ from dantex.limits.monitors import MonitorSet
 from dantex.limits.shaper import Shaper, TableMeter
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
+from dantex.server._deadlines import DeadlineQueue
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
 from dantex.server.lean import Conn
@@ -132,6 +133,8 @@ class Runtime:
         self.route_marks = RouteMarks(self.clock)
         #: ``monitor { }`` blocks at work (configured by the service)
         self.monitors = MonitorSet(self.clock)
+        #: negotiation deadlines, one queue per timeout length
+        self._negotiation: dict[float, DeadlineQueue] = {}
         #: Prometheus counters (``metrics.internal``), None when off
         self.metrics: SessionMetrics | None = None
         #: session counters and buckets of rules with limits: made on first
@@ -153,6 +156,13 @@ class Runtime:
             checkers=checkers,
             warn=warn,
         )
+
+    def negotiation_deadlines(self, delay: float) -> DeadlineQueue:
+        """The queue of negotiation deadlines ``delay`` seconds long."""
+        queue = self._negotiation.get(delay)
+        if queue is None:
+            queue = self._negotiation[delay] = DeadlineQueue(self.clock, delay)
+        return queue
 
     def start_relay(
         self,

@@ -69,6 +69,8 @@ class Conn:
         self.reading = False
         self.writing = False
         self.closed = False
+        #: the peer reset the connection: closing it needs no RST of ours
+        self.reset_by_peer = False
         self.read_cb: Callable[[], None] = _nothing
         self.write_cb: Callable[[], None] = _nothing
         self.lost_cb: Callable[[Failure], None] = _ignore_lost
@@ -179,7 +181,7 @@ class Conn:
         # finished session instead of the cyclic collector.
         self.read_cb = self.write_cb = _nothing
         self.lost_cb = _ignore_lost
-        if reset:
+        if reset and not self.reset_by_peer:
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             except OSError:

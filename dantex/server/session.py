@@ -40,6 +40,7 @@ from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
 from dantex.server import httpconnect
+from dantex.server._deadlines import DeadlineQueue
 from dantex.server._session_end import EMPTY, SessionEnds, State
 from dantex.server.connect import start_connect
 from dantex.server.session_auth import SessionAuth
@@ -154,7 +155,7 @@ class SocksSession(Protocol, SessionEnds):
         #: session slots and bucket (rules with limits only; dantex.limits)
         self.limits: Held | None = None
         self.started = 0.0
-        self._deadline: IDelayedCall | None = None
+        self._deadline: IDelayedCall | DeadlineQueue | None = None
         self._pending: Deferred[object] | None = None
         self._buffered = b""
         self._early = 0
@@ -185,9 +186,9 @@ class SocksSession(Protocol, SessionEnds):
         self.runtime.sessions.add(self)
         timeout = self.policy.timeouts.negotiate
         if timeout > 0:
-            self._deadline = self.runtime.clock.callLater(
-                timeout, self._negotiate_timeout
-            )
+            deadlines = self.runtime.negotiation_deadlines(timeout)
+            deadlines.add(self, self._negotiate_timeout)
+            self._deadline = deadlines
         if self.policy.client_checks:
             self.auth.client_level()
             return

@@ -162,6 +162,8 @@ class _Flow:
         except OSError as e:
             if fresh:
                 self.pool.release(pipe)
+            if e.errno == errno.ECONNRESET:
+                self.src.reset_by_peer = True
             relay._failed(self.src, os.strerror(e.errno or errno.EIO))
             return
         if n == 0:

@@ -97,7 +97,12 @@ def test_global_fin_wait_applies_and_ending_cancels_the_timer() -> None:
     (relay,) = m.relays
     assert relay.fin_wait == 3.0
     relay._half_close_began()
+    assert [c.getTime() for c in m.clock.getDelayedCalls()] == [3.0, 30.0]
     relay.end(EndReason("client"))
+    # left: the negotiation deadlines' shared timer (it finds nothing due)
+    (left,) = m.clock.getDelayedCalls()
+    assert left.getTime() == 30.0
+    m.clock.advance(30)
     assert not m.clock.getDelayedCalls()
 
 
