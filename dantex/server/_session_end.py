@@ -348,9 +348,22 @@ class SessionEnds:
             self.limits.release(self.runtime.clock.seconds())
         relay = self.relay
         assert relay is not None
-        c_read, c_written, t_read, t_written = relay.counts()
         if self.monitored is not None:
             self.monitored.ended(reason.side)
+        match = self.socks_match
+        cm = self.client_match
+        socks_line = match is not None and self._logs(match, "disconnect")
+        client_line = cm is not None and self._logs(cm, "disconnect")
+        if socks_line or client_line:
+            self._log_relay_end(relay, reason, socks_line, client_line)
+        for hook in self.runtime.on_session_end:
+            hook(self)
+
+    def _log_relay_end(
+        self, relay: Relay, reason: EndReason, socks_line: bool, client_line: bool
+    ) -> None:
+        """The end-of-session lines of the socks-rule and the client-rule."""
+        c_read, c_written, t_read, t_written = relay.counts()
         duration = int(self.runtime.clock.seconds() - self.started)
         tail = f": {reason}.  Session duration: {duration}s"
         if relay.want_tcpinfo:
@@ -362,7 +375,8 @@ class SessionEnds:
             )
         dlog = self.policy.log
         match = self.socks_match
-        if match is not None and self._logs(match, "disconnect"):
+        if socks_line:
+            assert match is not None
             counts = end_counts(
                 c_written,
                 f"{self._client_text()} {dante_addr(self.server)}",
@@ -377,12 +391,11 @@ class SessionEnds:
                 )
             )
         cm = self.client_match
-        if cm is not None and self._logs(cm, "disconnect"):
+        if client_line:
+            assert cm is not None
             counts = end_counts(
                 c_written, f"{self._client_text()} {dante_addr(self.server)}", c_read
             )
             dlog.info(
                 session_line("pass", cm.number, "tcp", "accept", "]", counts + tail)
             )
-        for hook in self.runtime.on_session_end:
-            hook(self)

@@ -19,13 +19,12 @@ from dantex.config.model import Config
 from dantex.limits import redirect
 from dantex.limits.timeouts import fin_wait, pick
 from dantex.log.format import dante_addr
-from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
 from dantex.server._state import State
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed, describe_failure
-from dantex.server.lean import Conn
+from dantex.server.lean import Conn, sockaddr_address
 
 if TYPE_CHECKING:
     from dantex.server._session_end import SessionEnds
@@ -252,8 +251,7 @@ def _try(
 
 def _established(session: SocksSession, target: Conn | socket.socket) -> None:
     sock = target.sock if isinstance(target, Conn) else target
-    host, port = sock.getsockname()[:2]
-    bound = Address.from_host(str(host).partition("%")[0], int(port))
+    bound = sockaddr_address(sock.getsockname())
     session.external = bound
     reply = session.reply(Reply.SUCCEEDED, bound)
     codec = session.codec

@@ -24,6 +24,12 @@ class SocksFactory(ServerFactory):
         self.policy = policy
         self.runtime = runtime
 
+    @property
+    def needs_address(self) -> bool:
+        """Whether :meth:`buildProtocol` looks at the client's address (the
+        PROXY protocol's trusted senders); else a listener may pass None."""
+        return self.policy.proxy_trust is not None
+
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         self.runtime.accepted += 1
         policy = self.policy

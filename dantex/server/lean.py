@@ -41,7 +41,13 @@ from zope.interface import implementer
 
 from dantex.protocol.address import Address, AddressType
 
-__all__ = ["Conn", "LeanPort", "LeanTransport", "listening_socket"]
+__all__ = [
+    "Conn",
+    "LeanPort",
+    "LeanTransport",
+    "listening_socket",
+    "sockaddr_address",
+]
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _DONE = Failure(terror.ConnectionDone())
@@ -189,7 +195,9 @@ class Conn:
         self.sock.close()
 
 
-def _address(addr: Any) -> Address:
+def sockaddr_address(addr: Any) -> Address:
+    """The :class:`Address` of a socket-module address tuple (no parsing:
+    a 4-tuple is IPv6, a 2-tuple IPv4; an IPv6 scope is dropped)."""
     host = addr[0]
     if len(addr) == 4:
         return Address(AddressType.IPV6, host.partition("%")[0], addr[1])
@@ -298,7 +306,7 @@ class LeanTransport(Conn):
         """Peer and local address as :class:`Address` values, without parsing."""
         if self._host is None:
             self._host = self.sock.getsockname()
-        return _address(self._peer), _address(self._host)
+        return sockaddr_address(self._peer), sockaddr_address(self._host)
 
     def getTcpNoDelay(self) -> bool:
         return bool(self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
@@ -467,6 +475,8 @@ class LeanPort:
         factory = self.factory
         reactor = self.reactor
         host = self._host
+        # a factory that says it does not look at the address is spared one
+        needs_address = getattr(factory, "needs_address", True)
         for _ in range(_ACCEPT_BATCH):
             try:
                 fd, peer = accept()
@@ -485,7 +495,9 @@ class LeanPort:
                 raise
             sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            protocol = factory.buildProtocol(_tcp_address(peer))
+            protocol = factory.buildProtocol(
+                _tcp_address(peer) if needs_address else None
+            )
             if protocol is None:
                 sock.close()
                 continue
