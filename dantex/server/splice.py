@@ -229,10 +229,11 @@ class _Flow:
                 and self.pipe_bytes < pipe[2]
             )
             return
-        dst.want_write(False)
+        if dst.writing:
+            dst.want_write(False)
         if self.eof:
             self._shutdown()
-        else:
+        elif not self.src.reading:
             self.src.want_read(True)
 
     def _eof(self) -> None:
