@@ -31,7 +31,8 @@ work per relayed chunk).  A reload (SIGHUP) replaces the monitors and drops
 raised alarms silently, as danted does.  Not implemented: ``alarm.test.*``
 (refused at start-up), BIND and UDP sessions (only CONNECT
 sessions are watched), and sharing counters between ``--workers`` processes
-(each worker watches its own sessions).
+(each worker watches its own sessions; ``--workers auto`` therefore serves a
+configuration with monitors in one process, see :mod:`dantex.server.tap`).
 """
 
 from __future__ import annotations

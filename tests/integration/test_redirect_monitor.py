@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from python_socks.sync import Proxy
@@ -205,3 +206,32 @@ def test_sighup_drops_raised_alarms_silently_and_starts_over(
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.1)
     assert "alarm/data ]" not in server.log_text()
+
+
+def test_workers_auto_serves_monitors_in_one_process(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """--workers auto with a monitor block: no worker processes (an idle
+    worker's monitor would raise data alarms while another relays), said on
+    stderr; --workers 2 is obeyed with a warning."""
+    monitor = "monitor { from: 0/0 to: 0/0\n  alarm.data: 0 in 1\n}\n"
+    one = dantex(OPEN_RULES + monitor, extra_args=["--workers", "auto"])
+    assert not _children(one.pid)
+    with tunnel(one, "127.0.0.1", origins.echo_port) as s:
+        s.sendall(b"x")
+        assert s.recv(10) == b"x"
+    out = (one.dir / "twistd.out").read_text()
+    assert "monitor blocks: serving in one process" in out, out
+    two = dantex(OPEN_RULES + monitor, workers=2)
+    assert len(_children(two.pid)) == 2
+    out = (two.dir / "twistd.out").read_text()
+    assert "warning: --workers 2 with monitor blocks" in out, out
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s child processes (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.extend(int(x) for x in text)
+    return found
