@@ -226,6 +226,8 @@ def test_workers_auto_serves_monitors_in_one_process(
     assert len(_children(two.pid)) == 2
     out = (two.dir / "twistd.out").read_text()
     assert "warning: --workers 2 with monitor blocks" in out, out
+    for index in (0, 1):  # a reload adding monitors can only be told here
+        two.wait_for_log(rf"worker {index}: its monitors watch only the sessions")
 
 
 def _children(pid: int) -> list[int]:
