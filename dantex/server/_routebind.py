@@ -122,7 +122,6 @@ class RoutedBind(Failover):
         )
 
     def _decided(self, match: Match, plan: Plan, bound: Address) -> None:
-
         session = self.session
         if session.state is not State.REQUESTED:
             return
@@ -147,7 +146,6 @@ class RoutedBind(Failover):
             wait.peer_connected(early)
 
     def reached(self, reached: Reached, plan: Plan) -> None:
-
         wait = self.wait
         if wait is None:  # the second reply came before the rules decided
             if self.session.state is State.REQUESTED:
@@ -158,7 +156,6 @@ class RoutedBind(Failover):
         wait.peer_connected(reached)
 
     def failed_late(self, outcome: Outcome) -> None:
-
         session = self.session
         wait = self.wait
         if wait is None:

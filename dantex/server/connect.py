@@ -190,7 +190,6 @@ def connect_direct(session: SocksSession, match: Match) -> None:
 def _try(
     session: SocksSession, ips: list[str], i: int, last: ConnectFailed | None
 ) -> None:
-
     if session.state is not State.REQUESTED:
         return
     target = session.target

@@ -204,7 +204,6 @@ def http_requested(session: SocksSession, event: HttpConnectRequest) -> None:
 
 
 def _go_on(session: SocksSession, target: Address, *, resume: bool) -> None:
-
     if session.state is State.CLOSED:
         return
     session._requested("connect", target)

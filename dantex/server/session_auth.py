@@ -332,7 +332,6 @@ class SessionAuth:
         s._pending = d  # type: ignore[assignment]
 
         def found(groups: frozenset[str]) -> None:
-
             s._pending = None
             if s.state is not State.CLOSED:
                 s.ldap_groups = groups
