@@ -28,11 +28,11 @@ The log lines are danted's, at level warning (each on one line)::
 
 Bytes are sampled from the relays' own counters when a period ends (no
 work per relayed chunk).  A reload (SIGHUP) replaces the monitors and drops
-raised alarms silently, as danted does.  Not implemented: ``alarm.test.*``
-(refused at start-up), BIND and UDP sessions (only CONNECT
-sessions are watched), and sharing counters between ``--workers`` processes
-(each worker watches its own sessions; ``--workers auto`` therefore serves a
-configuration with monitors in one process, see :mod:`dantex.server.tap`).
+raised alarms silently, as danted does.  With ``--workers N`` every worker
+publishes its monitors' counters twice a second in a shared table
+(:mod:`dantex.limits._monshare`) and worker 0 raises the alarms over the
+sum.  Not implemented: ``alarm.test.*`` (refused at start-up), BIND and UDP
+sessions (only CONNECT sessions are watched).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from dantex.config.model import Alarm, Monitor
+from dantex.limits._monshare import SLOTS, MonitorShare, Snapshot, digest_of
 from dantex.protocol.address import Address
 from dantex.rules.addresses import Answers, Matcher, NeedLookup, compile_address
 
@@ -63,6 +64,8 @@ _INDICES = {
 }
 
 Warn = Callable[[str], None]
+#: seconds between two publications of a worker's counters (--workers N)
+PUBLISH_EVERY = 0.5
 
 
 class Counted(Protocol):
@@ -96,7 +99,13 @@ class _Running:
     """One monitor block at work: its sessions, counters and alarm timers."""
 
     def __init__(
-        self, monitor: Monitor, clock: IReactorTime, warn: Warn, answers: Answers
+        self,
+        monitor: Monitor,
+        clock: IReactorTime,
+        warn: Warn,
+        answers: Answers,
+        shared: tuple[MonitorShare, int, int] | None = None,
+        alarms: bool = True,
     ) -> None:
         self.monitor = monitor
         self.clock = clock
@@ -104,12 +113,17 @@ class _Running:
         self._src: Matcher = compile_address(monitor.src)
         self._dst: Matcher = compile_address(monitor.dst)
         self._answers = answers
+        #: (table, digest of the monitor set, this monitor's slot) with workers
+        self.shared = shared
         self.live: set[Member] = set()
         #: bytes of sessions that have ended, per counter
         self.ended_bytes = [0, 0, 0, 0]
+        #: sessions ended so far, and how many of them each peer closed
+        self.ended_count = 0
+        self.closed_by = {"client": 0, "target": 0}
         self.where = f"{monitor.src} -> {monitor.dst}"
         self.alarms: list[_DataAlarm | _DisconnectAlarm] = []
-        for alarm in monitor.alarms:
+        for alarm in monitor.alarms if alarms else ():
             if alarm.kind == "data":
                 self.alarms.append(_DataAlarm(self, alarm))
             elif alarm.kind == "disconnect":
@@ -129,13 +143,48 @@ class _Running:
         except NeedLookup:  # monitors never wait for DNS
             return False
 
-    def totals(self) -> list[int]:
-        """Bytes moved by every session of this monitor so far, per counter."""
+    def snapshot(self) -> Snapshot:
+        """This process's sessions so far: bytes per counter (ended and
+        alive sessions), sessions alive, ended, closed by client, by target."""
         out = list(self.ended_bytes)
         for member in self.live:
             for i, n in enumerate(member.relay.counts()):
                 out[i] += n
-        return out
+        closed = self.closed_by
+        return (
+            out[0],
+            out[1],
+            out[2],
+            out[3],
+            len(self.live),
+            self.ended_count,
+            closed["client"],
+            closed["target"],
+        )
+
+    def totals(self) -> Snapshot:
+        """:meth:`snapshot`, plus the other workers' (``--workers N``)."""
+        own = self.snapshot()
+        if self.shared is None:
+            return own
+        share, digest, slot = self.shared
+        others = share.others(digest, slot)
+        return (
+            own[0] + others[0],
+            own[1] + others[1],
+            own[2] + others[2],
+            own[3] + others[3],
+            own[4] + others[4],
+            own[5] + others[5],
+            own[6] + others[6],
+            own[7] + others[7],
+        )
+
+    def publish(self) -> None:
+        """Write this process's counters into the shared table."""
+        if self.shared is not None:
+            share, digest, slot = self.shared
+            share.publish(digest, slot, self.snapshot())
 
     def ended(self, member: Member, closed_by: str) -> None:
         if member not in self.live:
@@ -143,9 +192,9 @@ class _Running:
         self.live.discard(member)
         for i, n in enumerate(member.relay.counts()):
             self.ended_bytes[i] += n
-        for alarm in self.alarms:
-            if isinstance(alarm, _DisconnectAlarm):
-                alarm.ends.append(closed_by)
+        self.ended_count += 1
+        if closed_by in self.closed_by:
+            self.closed_by[closed_by] += 1
 
     def log(self, kind: str, mark: str, text: str) -> None:
         number = self.monitor.number
@@ -193,11 +242,12 @@ class _DataAlarm(_Periodic):
     def check(self) -> None:
         running, alarm = self.running, self.alarm
         now = running.totals()
-        moved = sum(now[i] - self.base[i] for i in self.indices)
+        # a worker that restarted counts from 0 again: never less than none
+        moved = max(0, sum(now[i] - self.base[i] for i in self.indices))
         self.base = now
         text = (
             f"{self.label}: {moved}/{alarm.limit} in {alarm.seconds:g}s.  "
-            f"Session count: {len(running.live)}"
+            f"Session count: {now[4]}"
         )
         if moved <= alarm.limit:
             if self.raised_at is None:
@@ -214,21 +264,27 @@ class _DisconnectAlarm(_Periodic):
         sides = ("internal", "external") if alarm.side is None else (alarm.side,)
         self.peers = {"client" if s == "internal" else "target" for s in sides}
         self.label = alarm.side or "internal/external"
-        #: who closed each session that ended in the current period
-        self.ends: list[str] = []
+        #: sessions ended, closed by the client, by the target: at the last check
+        self.base = running.totals()[5:]
         super().__init__(running, alarm)
 
     def check(self) -> None:
         running, alarm = self.running, self.alarm
-        recent, self.ends = self.ends, []
-        closed = sum(1 for who in recent if who in self.peers)
+        now = running.totals()
+        ended, by_client, by_target = (
+            max(0, a - b) for a, b in zip(now[5:], self.base, strict=True)
+        )
+        self.base = now[5:]
+        closed = (by_client if "client" in self.peers else 0) + (
+            by_target if "target" in self.peers else 0
+        )
         ratio = alarm.ratio or 1
-        if closed and closed >= alarm.limit and closed * ratio >= len(recent):
+        if closed and closed >= alarm.limit and closed * ratio >= ended:
             running.log(
                 "disconnect",
                 "]",
-                f"{self.label}: {closed}/{len(recent)} disconnects during last "
-                f"{alarm.seconds:g}s.  Session count: {len(running.live)}",
+                f"{self.label}: {closed}/{ended} disconnects during last "
+                f"{alarm.seconds:g}s.  Session count: {now[4]}",
             )
 
 
@@ -241,14 +297,44 @@ class MonitorSet:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._running: list[_Running] = []
+        #: the table shared with the other workers (``--workers N``)
+        self.share: MonitorShare | None = None
+        self._publishing: IDelayedCall | None = None
 
     def configure(
         self, monitors: Sequence[Monitor], warn: Warn, answers: Answers
     ) -> None:
         """Serve ``monitors`` from now on; the previous ones stop (their
-        raised alarms are dropped without a line, their sessions untracked)."""
+        raised alarms are dropped without a line, their sessions untracked).
+
+        With a shared table, worker 0 raises the alarms over every worker's
+        counters and the others publish theirs.
+        """
         self.stop()
-        self._running = [_Running(m, self._clock, warn, answers) for m in monitors]
+        share = self.share
+        if share is None:
+            self._running = [_Running(m, self._clock, warn, answers) for m in monitors]
+            return
+        digest = digest_of(monitors)
+        raises = share.worker == 0
+        self._running = [
+            _Running(
+                m,
+                self._clock,
+                warn,
+                answers,
+                (share, digest, slot) if slot < SLOTS else None,
+                raises or slot >= SLOTS,  # past the table: each on its own
+            )
+            for slot, m in enumerate(monitors)
+        ]
+        if self._running and not raises:
+            self._publish()
+
+    def _publish(self) -> None:
+        for running in self._running:
+            running.publish()
+        self._publishing = self._clock.callLater(PUBLISH_EVERY, self._publish)
 
     def attach(
         self, client: Address, target: Address, command: str, relay: Counted
@@ -266,3 +352,7 @@ class MonitorSet:
         for running in self._running:
             running.stop()
         self._running = []
+        if self._publishing is not None:
+            if self._publishing.active():
+                self._publishing.cancel()
+            self._publishing = None

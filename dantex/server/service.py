@@ -173,11 +173,6 @@ class DanteService(service.Service):
         self.runtime.monitors.configure(
             policy.config.monitors, policy.log.warning, self.runtime.resolver
         )
-        if policy.config.monitors and self.worker_index is not None:
-            policy.log.warning(
-                f"worker {self.worker_index}: its monitors watch only the "
-                "sessions this worker serves (one process: --workers 1)"
-            )
 
     def _drop_privileges(self) -> None:
         user = self.policy.config.user_unprivileged

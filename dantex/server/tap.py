@@ -54,9 +54,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "workers",
             None,
             "auto",
-            "Worker processes: a number, or auto (one per CPU, or one when "
-            "the configuration has monitor blocks); 1 serves in the twistd "
-            "process itself.",
+            "Worker processes: a number, or auto (one per CPU); "
+            "1 serves in the twistd process itself.",
         ],
         [
             "relay",
@@ -85,8 +84,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def postOptions(self) -> None:
         if self["relay"] not in ("auto", "splice", "copy"):
             raise usage.UsageError("--relay must be auto, splice or copy")
-        auto = self["workers"] == "auto"
-        if auto:
+        if self["workers"] == "auto":
             from dantex.server.workers import default_worker_count
 
             self["workers"] = default_worker_count()
@@ -107,32 +105,11 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise SystemExit(1) from None
         for w in config.warnings:
             print(w.render("warning"), file=sys.stderr)
-        if config.monitors and (auto or self["workers"] > 1):
-            self._monitors_and_workers(name, auto)
         if self["check"]:
             print(f"{name}: configuration OK")
             raise SystemExit(0)
         self.parsed: Config = config
         _install_reactor()
-
-    def _monitors_and_workers(self, name: str, auto: bool) -> None:
-        """Monitors count the sessions of one process: with ``auto`` serve
-        in one, else say what ``--workers N`` means for them."""
-        if auto:
-            self["workers"] = 1
-            print(
-                f"{name}: monitor blocks: serving in one process, so that "
-                "their alarms see every session (--workers N to use more: "
-                "each worker's monitors then watch its own sessions)",
-                file=sys.stderr,
-            )
-            return
-        print(
-            f"{name}: warning: --workers {self['workers']} with monitor "
-            "blocks: each worker's monitors watch its own sessions, so a "
-            "data alarm may be raised by an idle worker while another relays",
-            file=sys.stderr,
-        )
 
 
 def _install_reactor() -> None:

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay", default="auto")
     parser.add_argument("--socket", action="append", default=[])
     parser.add_argument("--limits", default=None)
+    parser.add_argument("--monitors", default=None)
     parser.add_argument("--lifeline", type=int, default=None)
     args = parser.parse_args(argv)
 
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from dantex.limits._table import LimitTable
 
         server.runtime.limit_table = LimitTable.open(args.limits, args.index)
+    if args.monitors is not None:
+        from dantex.limits._monshare import MonitorShare
+
+        server.runtime.monitors.share = MonitorShare.open(args.monitors, args.index)
     reactor.callWhenRunning(server.startService)
     if args.lifeline is not None:
         from dantex.server._lifeline import Lifeline

@@ -197,6 +197,7 @@ class SupervisorService(service.Service):
             args += ["--config", self.config_path]
         if self.limits is not None:
             args += ["--limits", self.limits.path]
+            args += ["--monitors", self.limits.monitors_path]
         for spec in specs:
             args += ["--socket", spec]
         worker = _Worker(self, index)

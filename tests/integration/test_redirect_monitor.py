@@ -6,11 +6,13 @@ every wait is bounded.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+import struct
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from python_socks.sync import Proxy
@@ -208,32 +210,42 @@ def test_sighup_drops_raised_alarms_silently_and_starts_over(
     assert "alarm/data ]" not in server.log_text()
 
 
-def test_workers_auto_serves_monitors_in_one_process(
+def test_two_workers_monitor_every_session_together(
     dantex: RunDantex, origins: Origins
 ) -> None:
-    """--workers auto with a monitor block: no worker processes (an idle
-    worker's monitor would raise data alarms while another relays), said on
-    stderr; --workers 2 is obeyed with a warning."""
-    monitor = "monitor { from: 0/0 to: 0/0\n  alarm.data: 0 in 1\n}\n"
-    one = dantex(OPEN_RULES + monitor, extra_args=["--workers", "auto"])
-    assert not _children(one.pid)
-    with tunnel(one, "127.0.0.1", origins.echo_port) as s:
-        s.sendall(b"x")
-        assert s.recv(10) == b"x"
-    out = (one.dir / "twistd.out").read_text()
-    assert "monitor blocks: serving in one process" in out, out
-    two = dantex(OPEN_RULES + monitor, workers=2)
-    assert len(_children(two.pid)) == 2
-    out = (two.dir / "twistd.out").read_text()
-    assert "warning: --workers 2 with monitor blocks" in out, out
-    for index in (0, 1):  # a reload adding monitors can only be told here
-        two.wait_for_log(rf"worker {index}: its monitors watch only the sessions")
-
-
-def _children(pid: int) -> list[int]:
-    """The PIDs of ``pid``'s child processes (Linux /proc)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(x) for x in text)
-    return found
+    """--workers 2: one worker raises the alarms, over both workers' sessions.
+    Idle: one 'no data' line (not one per worker); traffic through the other
+    worker clears it, with that worker's session counted."""
+    monitor = "monitor { from: 0/0 to: 0/0\n  internal.alarm.data.recv: 0 in 1\n}\n"
+    server = dantex(OPEN_RULES + monitor, workers=2)
+    raised = re.compile(r"\[(\d+)\]: warning: monitor\(1\): alarm/data \[: ")
+    found = server.wait_for_log(raised.pattern)
+    alarming = int(found.group(1))
+    time.sleep(1.5)  # more periods: still one line, from one worker
+    assert len(raised.findall(server.log_text())) == 1
+    # the workers share the listening socket: with the alarming one stopped,
+    # the other serves the tunnel
+    os.kill(alarming, signal.SIGSTOP)
+    try:
+        s = socket.create_connection((server.host, server.port), timeout=10)
+        s.sendall(b"\x05\x01\x00")  # VER=5, one method: no authentication
+        assert s.recv(2) == b"\x05\x00"
+        # CONNECT 127.0.0.1:echo (RFC 1928 §4)
+        s.sendall(
+            b"\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", origins.echo_port)
+        )
+        assert s.recv(10)[:2] == b"\x05\x00"
+    finally:
+        os.kill(alarming, signal.SIGCONT)
+    with s:
+        for _ in range(25):  # 2.5 s of traffic through the other worker
+            s.sendall(b"x")
+            assert s.recv(10) == b"x"
+            time.sleep(0.1)
+        cleared = server.wait_for_log(
+            r"\[(\d+)\]: warning: monitor\(1\): alarm/data \]: 0/0 -> 0/0 "
+            r"internal\.recv: \d+/0 in 1s\.  Session count: 1\.  Alarm duration"
+        )
+    assert int(cleared.group(1)) == alarming
+    served = re.search(r"\[(\d+)\]: info: pass\(1\): tcp/connect \[", server.log_text())
+    assert served is not None and int(served.group(1)) != alarming

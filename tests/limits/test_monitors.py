@@ -4,12 +4,14 @@ disconnect counting, matching, and the session hooks."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
 
 from dantex.config import ConfigErrors, parse
 from dantex.config.model import Monitor
+from dantex.limits._monshare import MonitorShare
 from dantex.limits.monitors import MonitorSet
 from dantex.protocol.address import Address
 from dantex.server.relay import EndReason
@@ -246,3 +248,80 @@ def test_monitor_that_can_watch_nothing_warns() -> None:
         "t.conf",
     )
     assert not any("watches nothing" in str(w) for w in config.warnings)
+
+
+# -- --workers N: counters shared through a table ----------------------------
+
+
+def workers_sharing(
+    body: str, tmp_path: Path
+) -> tuple[MonitorSet, MonitorSet, Clock, MemoryLog, MemoryLog]:
+    """Worker 0 and worker 1 of two, on one clock, with the supervisor's table."""
+    MonitorShare.create(str(tmp_path / "monitors"), 2).close()
+    clock = Clock()
+    logs = (MemoryLog(), MemoryLog())
+    sets = []
+    for index in (0, 1):
+        mset = MonitorSet(clock)
+        mset.share = MonitorShare.open(str(tmp_path / "monitors"), index)
+        mset.configure(monitors(body), logs[index].warning, NO_DNS)
+        sets.append(mset)
+    return sets[0], sets[1], clock, logs[0], logs[1]
+
+
+def test_workers_data_alarm_sees_the_bytes_of_every_worker(tmp_path: Path) -> None:
+    """Bytes relayed by worker 1 keep worker 0 from raising 'no data'; when
+    nobody relays, worker 0 alone raises it, counting worker 1's session."""
+    _zero, one, clock, log0, log1 = workers_sharing(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 0 in 2\n}\n",
+        tmp_path,
+    )
+    relay = Counters()
+    assert one.attach(CLIENT, TARGET, "connect", relay) is not None
+    for second in range(1, 5):  # traffic on worker 1 only, for two periods
+        relay.values[0] += 100
+        clock.advance(1)
+        assert warnings(log0) == [], second
+    clock.advance(2)  # a period without a byte anywhere
+    assert warnings(log0) == [
+        "monitor(1): alarm/data [: 0/0 -> 0/0 internal.recv: 0/0 in 2s.  "
+        "Session count: 1"
+    ]
+    assert warnings(log1) == []  # worker 1 raises nothing itself
+
+
+def test_workers_disconnect_alarm_adds_up_the_workers_sessions(
+    tmp_path: Path,
+) -> None:
+    """Two targets closed on each worker: 4/4, over a minimum of 3."""
+    zero, one, clock, log0, _ = workers_sharing(
+        "monitor { from: 0/0 to: 0/0\n external.alarm.disconnect: 3/1 in 5\n}\n",
+        tmp_path,
+    )
+    for mset in (zero, one, zero, one):
+        member = mset.attach(CLIENT, TARGET, "connect", Counters())
+        assert member is not None
+        member.ended("target")
+    clock.advance(5)
+    assert warnings(log0) == [
+        "monitor(1): alarm/disconnect ]: 0/0 -> 0/0 external: 4/4 disconnects "
+        "during last 5s.  Session count: 0"
+    ]
+
+
+def test_workers_on_other_monitors_are_left_out(tmp_path: Path) -> None:
+    """A worker still on the monitors before a reload does not count."""
+    _zero, one, clock, log0, _ = workers_sharing(
+        "monitor { from: 0/0 to: 0/0\n alarm.data: 0 in 1\n}\n", tmp_path
+    )
+    one.configure(
+        monitors("monitor { from: 0/0 to: 0/0\n alarm.data: 5 in 1\n}\n"),
+        MemoryLog().warning,
+        NO_DNS,
+    )
+    relay = Counters()
+    one.attach(CLIENT, TARGET, "connect", relay)
+    relay.values[0] = 1000
+    clock.advance(1)
+    assert [w.split(":")[0] for w in warnings(log0)] == ["monitor(1)"]
+    assert "0/0 in 1s.  Session count: 0" in warnings(log0)[0]

@@ -1,0 +1,26 @@
+"""The monitor table shared by --workers N: rows, digests, a worker's end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dantex.limits._monshare import MonitorShare
+
+
+def test_a_worker_reads_the_others_rows_and_a_gone_worker_counts_nothing(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "monitors")
+    supervisor = MonitorShare.create(path, 3)
+    w0, w1, w2 = (MonitorShare.open(path, i) for i in range(3))
+    w1.publish(7, 0, (1, 2, 3, 4, 1, 5, 2, 3))
+    w2.publish(7, 0, (10, 20, 30, 40, 2, 1, 0, 1))
+    w2.publish(8, 1, (100, 0, 0, 0, 0, 0, 0, 0))  # another monitor set
+    w0.publish(7, 0, (999, 999, 999, 999, 9, 9, 9, 9))  # its own: not summed
+    assert w0.others(7, 0) == (11, 22, 33, 44, 3, 6, 2, 4)
+    assert w0.others(7, 1) == (0,) * 8  # digest 8 is not the reader's
+    assert w1.others(7, 0) == (1009, 1019, 1029, 1039, 11, 10, 9, 10)
+    supervisor.clear_worker(2)  # worker 2 ended
+    assert w0.others(7, 0) == (1, 2, 3, 4, 1, 5, 2, 3)
+    for share in (w0, w1, w2, supervisor):
+        share.close()
