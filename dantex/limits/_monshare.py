@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from dantex.config.model import Monitor
 
-__all__ = ["SLOTS", "MonitorShare", "Snapshot", "digest_of"]
+__all__ = ["SLOTS", "ZERO", "MonitorShare", "Snapshot", "digest_of"]
 
 _MAGIC = 0x4D4F4E31  # "MON1"
 _HEADER = struct.Struct("<III")
@@ -90,27 +90,30 @@ class MonitorShare:
         """This worker's counters for monitor ``slot`` of the set ``digest``."""
         _RECORD.pack_into(self._mm, self._offset(self.worker, slot), digest, *counts)
 
-    def others(self, digest: int, slot: int) -> Snapshot:
-        """The sum of the other workers' counters for monitor ``slot``."""
-        total = [0] * 8
+    def rows(self, digest: int, slot: int) -> list[Snapshot]:
+        """The other workers' counters for monitor ``slot``, in worker order;
+        zeros for a row of other monitors (not reloaded yet, or not started)."""
+        out: list[Snapshot] = []
         for worker in range(self.workers):
             if worker == self.worker:
                 continue
             record = _RECORD.unpack_from(self._mm, self._offset(worker, slot))
-            if record[0] != digest:
-                continue
-            for i in range(8):
-                total[i] += record[1 + i]
-        return (
-            total[0],
-            total[1],
-            total[2],
-            total[3],
-            total[4],
-            total[5],
-            total[6],
-            total[7],
-        )
+            if record[0] == digest:
+                out.append(
+                    (
+                        record[1],
+                        record[2],
+                        record[3],
+                        record[4],
+                        record[5],
+                        record[6],
+                        record[7],
+                        record[8],
+                    )
+                )
+            else:
+                out.append(ZERO)
+        return out
 
     def clear_worker(self, worker: int) -> None:
         """Zero worker ``worker``'s row (it ended; a new one starts afresh)."""

@@ -162,23 +162,13 @@ class _Running:
             closed["target"],
         )
 
-    def totals(self) -> Snapshot:
-        """:meth:`snapshot`, plus the other workers' (``--workers N``)."""
+    def rows(self) -> list[Snapshot]:
+        """:meth:`snapshot`, then each other worker's (``--workers N``)."""
         own = self.snapshot()
         if self.shared is None:
-            return own
+            return [own]
         share, digest, slot = self.shared
-        others = share.others(digest, slot)
-        return (
-            own[0] + others[0],
-            own[1] + others[1],
-            own[2] + others[2],
-            own[3] + others[3],
-            own[4] + others[4],
-            own[5] + others[5],
-            own[6] + others[6],
-            own[7] + others[7],
-        )
+        return [own, *share.rows(digest, slot)]
 
     def publish(self) -> None:
         """Write this process's counters into the shared table."""
@@ -235,19 +225,18 @@ class _DataAlarm(_Periodic):
     def __init__(self, running: _Running, alarm: Alarm) -> None:
         self.indices = _INDICES[(alarm.side, alarm.direction)]
         self.label = _label(alarm.side, alarm.direction)
-        self.base = running.totals()
+        self.base = running.rows()
         self.raised_at: float | None = None
         super().__init__(running, alarm)
 
     def check(self) -> None:
         running, alarm = self.running, self.alarm
-        now = running.totals()
-        # a worker that restarted counts from 0 again: never less than none
-        moved = max(0, sum(now[i] - self.base[i] for i in self.indices))
+        now = running.rows()
+        moved = _grown(now, self.base, self.indices)
         self.base = now
         text = (
             f"{self.label}: {moved}/{alarm.limit} in {alarm.seconds:g}s.  "
-            f"Session count: {now[4]}"
+            f"Session count: {_alive(now)}"
         )
         if moved <= alarm.limit:
             if self.raised_at is None:
@@ -264,28 +253,45 @@ class _DisconnectAlarm(_Periodic):
         sides = ("internal", "external") if alarm.side is None else (alarm.side,)
         self.peers = {"client" if s == "internal" else "target" for s in sides}
         self.label = alarm.side or "internal/external"
-        #: sessions ended, closed by the client, by the target: at the last check
-        self.base = running.totals()[5:]
+        #: the counters at the last check, per worker
+        self.base = running.rows()
         super().__init__(running, alarm)
 
     def check(self) -> None:
         running, alarm = self.running, self.alarm
-        now = running.totals()
-        ended, by_client, by_target = (
-            max(0, a - b) for a, b in zip(now[5:], self.base, strict=True)
+        now = running.rows()
+        ended = _grown(now, self.base, (5,))
+        closed = (_grown(now, self.base, (6,)) if "client" in self.peers else 0) + (
+            _grown(now, self.base, (7,)) if "target" in self.peers else 0
         )
-        self.base = now[5:]
-        closed = (by_client if "client" in self.peers else 0) + (
-            by_target if "target" in self.peers else 0
-        )
+        self.base = now
         ratio = alarm.ratio or 1
         if closed and closed >= alarm.limit and closed * ratio >= ended:
             running.log(
                 "disconnect",
                 "]",
                 f"{self.label}: {closed}/{ended} disconnects during last "
-                f"{alarm.seconds:g}s.  Session count: {now[4]}",
+                f"{alarm.seconds:g}s.  Session count: {_alive(now)}",
             )
+
+
+def _grown(
+    now: Sequence[Snapshot], before: Sequence[Snapshot], indices: Sequence[int]
+) -> int:
+    """How much the counters ``indices`` grew, summed over the workers' rows.
+
+    A counter below its last value started over (that worker reloaded or
+    was restarted): all of it is new.
+    """
+    total = 0
+    for row, old in zip(now, before, strict=True):
+        for i in indices:
+            total += row[i] - old[i] if row[i] >= old[i] else row[i]
+    return total
+
+
+def _alive(rows: Sequence[Snapshot]) -> int:
+    return sum(row[4] for row in rows)
 
 
 class MonitorSet:

@@ -325,3 +325,26 @@ def test_workers_on_other_monitors_are_left_out(tmp_path: Path) -> None:
     clock.advance(1)
     assert [w.split(":")[0] for w in warnings(log0)] == ["monitor(1)"]
     assert "0/0 in 1s.  Session count: 0" in warnings(log0)[0]
+
+
+def test_workers_counters_that_start_over_are_not_a_drop(tmp_path: Path) -> None:
+    """Worker 1 reloads (same monitors, its counters start from 0) while its
+    session goes on: worker 0 sees the new bytes, not a fall to none."""
+    _zero, one, clock, log0, _ = workers_sharing(
+        "monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 0 in 1\n}\n",
+        tmp_path,
+    )
+    relay = Counters()
+    one.attach(CLIENT, TARGET, "connect", relay)
+    relay.values[0] = 5000
+    clock.advance(1)
+    one.configure(
+        monitors("monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 0 in 1\n}\n"),
+        MemoryLog().warning,
+        NO_DNS,
+    )
+    fresh = Counters()
+    one.attach(CLIENT, TARGET, "connect", fresh)
+    fresh.values[0] = 10  # far below 5000: counted as new bytes
+    clock.advance(1)
+    assert warnings(log0) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dantex.limits._monshare import MonitorShare
+from dantex.limits._monshare import ZERO, MonitorShare
 
 
 def test_a_worker_reads_the_others_rows_and_a_gone_worker_counts_nothing(
@@ -16,11 +16,11 @@ def test_a_worker_reads_the_others_rows_and_a_gone_worker_counts_nothing(
     w1.publish(7, 0, (1, 2, 3, 4, 1, 5, 2, 3))
     w2.publish(7, 0, (10, 20, 30, 40, 2, 1, 0, 1))
     w2.publish(8, 1, (100, 0, 0, 0, 0, 0, 0, 0))  # another monitor set
-    w0.publish(7, 0, (999, 999, 999, 999, 9, 9, 9, 9))  # its own: not summed
-    assert w0.others(7, 0) == (11, 22, 33, 44, 3, 6, 2, 4)
-    assert w0.others(7, 1) == (0,) * 8  # digest 8 is not the reader's
-    assert w1.others(7, 0) == (1009, 1019, 1029, 1039, 11, 10, 9, 10)
+    w0.publish(7, 0, (999, 999, 999, 999, 9, 9, 9, 9))  # its own: not read
+    assert w0.rows(7, 0) == [(1, 2, 3, 4, 1, 5, 2, 3), (10, 20, 30, 40, 2, 1, 0, 1)]
+    assert w0.rows(7, 1) == [ZERO, ZERO]  # digest 8 is not the reader's
+    assert w1.rows(7, 0)[0] == (999, 999, 999, 999, 9, 9, 9, 9)
     supervisor.clear_worker(2)  # worker 2 ended
-    assert w0.others(7, 0) == (1, 2, 3, 4, 1, 5, 2, 3)
+    assert w0.rows(7, 0) == [(1, 2, 3, 4, 1, 5, 2, 3), ZERO]
     for share in (w0, w1, w2, supervisor):
         share.close()
