@@ -320,17 +320,19 @@ class Parser:
                 "sessions this rule passes are not redirected",
                 "add 'command: connect' to the rule",
             )
+        udp = {"udpassociate", "udpreply"}
         for monitor in self.monitors:
-            if monitor.commands is not None and not monitor.commands - others:
+            if monitor.commands is not None and not monitor.commands - udp:
                 self.warn(
                     monitor.span,
-                    "monitors watch CONNECT sessions only; this one watches nothing",
-                    "add 'connect' to its 'command:'",
+                    "monitors watch TCP sessions (CONNECT, BIND) only; this one "
+                    "watches nothing",
+                    "add 'connect' or 'bind' to its 'command:'",
                 )
             elif monitor.protocols is not None and "tcp" not in monitor.protocols:
                 self.warn(
                     monitor.span,
-                    "monitors watch TCP (CONNECT) sessions only; this one "
+                    "monitors watch TCP sessions (CONNECT, BIND) only; this one "
                     "watches nothing",
                 )
 

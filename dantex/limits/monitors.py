@@ -31,8 +31,9 @@ work per relayed chunk).  A reload (SIGHUP) replaces the monitors and drops
 raised alarms silently, as danted does.  With ``--workers N`` every worker
 publishes its monitors' counters twice a second in a shared table
 (:mod:`dantex.limits._monshare`) and worker 0 raises the alarms over the
-sum.  Not implemented: ``alarm.test.*`` (refused at start-up), BIND and UDP
-sessions (only CONNECT sessions are watched).
+sum.  TCP sessions are watched: CONNECT, and BIND once its peer has
+connected (``command: bind`` or ``bindreply``).  Not implemented:
+``alarm.test.*`` (refused at start-up), UDP sessions.
 """
 
 from __future__ import annotations
@@ -133,7 +134,13 @@ class _Running:
         mon = self.monitor
         if mon.protocols is not None and "tcp" not in mon.protocols:
             return False
-        if mon.commands is not None and command not in mon.commands:
+        commands = mon.commands
+        if (
+            commands is not None
+            and command not in commands
+            # a BIND session's relayed connection is its bindreply
+            and not (command == "bind" and "bindreply" in commands)
+        ):
             return False
         try:
             return (

@@ -236,6 +236,9 @@ class BindWait(Relay):
         relay.fin_wait = self.fin_wait  # set on this wait by relay_started
         self.relay = relay
         session.relay = relay
+        session.monitored = session.runtime.monitors.attach(
+            session.client, self.peer, "bind", relay
+        )
         relay.start()
 
     def _reply_timeout(self, match: Match) -> float:
@@ -256,6 +259,9 @@ class BindWait(Relay):
         session = self.session
         relay = self.relay
         assert relay is not None
+        if session.monitored is not None:  # counted before the relay's gone
+            session.monitored.ended(reason.side)
+            session.monitored = None
         c_read, c_written, t_read, t_written = relay.counts()
         now = session.runtime.clock.seconds()
         why = str(_dante_side(reason))

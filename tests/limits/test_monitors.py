@@ -4,6 +4,7 @@ disconnect counting, matching, and the session hooks."""
 from __future__ import annotations
 
 import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -233,21 +234,62 @@ def test_session_joins_its_monitor_and_leaves_with_its_bytes() -> None:
 
 
 def test_monitor_that_can_watch_nothing_warns() -> None:
-    """A monitor for BIND/UDP only says at start-up that it watches nothing."""
+    """A monitor for UDP only says at start-up that it watches nothing."""
     head = "internal: 127.0.0.1\nsocksmethod: none\n"
     for body in (
-        "monitor { from: 0/0 to: 0/0\n command: bind udpassociate\n"
+        "monitor { from: 0/0 to: 0/0\n command: udpassociate udpreply\n"
         " alarm.data: 0 in 5\n}\n",
         "monitor { from: 0/0 to: 0/0\n protocol: udp\n alarm.data: 0 in 5\n}\n",
     ):
         config = parse(head + body, "t.conf")
         assert any("watches nothing" in str(w) for w in config.warnings), body
-    config = parse(
-        head
-        + "monitor { from: 0/0 to: 0/0\n command: connect\n alarm.data: 0 in 5\n}\n",
-        "t.conf",
+    for commands in ("connect", "bind udpassociate", "bindreply"):
+        config = parse(
+            head + f"monitor {{ from: 0/0 to: 0/0\n command: {commands}\n"
+            " alarm.data: 0 in 5\n}\n",
+            "t.conf",
+        )
+        assert not any("watches nothing" in str(w) for w in config.warnings)
+
+
+def test_a_bind_session_is_watched_from_its_peer_to_its_end() -> None:
+    """command: bind -- the BIND session's relay (client and the peer that
+    connected) joins the monitor; the peer closing it counts as external."""
+    from tests.server.test_bind import connect_peer, negotiated, the_reader, v5_bind
+
+    text = (
+        HEAD
+        + "external: 127.0.0.1\n"
+        + "client pass { from: 0/0 to: 0/0 }\n"
+        + "socks pass { from: 0/0 to: 0/0 command: bind bindreply }\n"
+        + "monitor { from: 0/0 to: 127.0.0.0/8\n command: bind\n"
+        + " external.alarm.disconnect: 1/1 in 5\n}\n"
     )
-    assert not any("watches nothing" in str(w) for w in config.warnings)
+    m = negotiated(text)
+    m.session.runtime.monitors.configure(
+        m.session.policy.config.monitors, m.log.warning, NO_DNS
+    )
+    reply = m.send(v5_bind("0.0.0.0", 0))  # RFC 1928 §4 CMD=2
+    port = struct.unpack("!H", reply[8:10])[0]
+    peers: list[socket.socket] = []
+    try:
+        reader = the_reader(m)
+        connect_peer(peers, port)
+        reader.doRead()  # type: ignore[attr-defined]
+        member = m.session.monitored
+        assert member is not None and member in member._monitor.live
+        (relay,) = m.relays
+        relay.end(EndReason("target"))  # the peer closed
+        assert m.session.monitored is None
+        m.clock.advance(5)
+    finally:
+        for s in peers:
+            s.close()
+        m.session.runtime.monitors.stop()
+    assert [x for x in m.log.messages() if "alarm/disconnect" in x] == [
+        "monitor(1): alarm/disconnect ]: 0/0 -> 127.0.0.0/8 external: 1/1 "
+        "disconnects during last 5s.  Session count: 0"
+    ]
 
 
 # -- --workers N: counters shared through a table ----------------------------
