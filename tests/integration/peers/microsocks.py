@@ -8,40 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from tests.integration.peers._peer import ProxyPeer, serving
 from tests.integration.peers._process import (
     Daemon,
     free_port,
     fresh_dir,
-    listening,
     require_binary,
-    retry_on_bind_failure,
 )
 
 __all__ = ["Microsocks", "run_microsocks"]
 
 
-@dataclass(frozen=True)
-class Microsocks:
-    """A running microsocks; *username* is ``None`` when it needs no auth."""
-
-    host: str
-    port: int
-    pid: int
-    dir: Path
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    daemon: Daemon = field(repr=False, compare=False, kw_only=True)
-
-    def log_text(self) -> str:
-        """Its stderr (one line per client connection)."""
-        return self.daemon.log_text()
-
-    def stop(self) -> None:
-        """Stop it now (also done when the context exits)."""
-        self.daemon.stop()
+class Microsocks(ProxyPeer):
+    """A running microsocks (its log: stderr, a line per client connection)."""
 
 
 @contextmanager
@@ -65,19 +45,7 @@ def run_microsocks(
                 argv += ["-u", username, "-P", password]
             secrets = () if password is None else (password,)
             daemon = Daemon("microsocks", argv, directory, secrets=secrets)
-            daemon.start(lambda: listening(daemon.pid, port), what="listening")
-            return Microsocks(
-                host="127.0.0.1",
-                port=port,
-                pid=daemon.pid,
-                dir=directory,
-                username=username,
-                password=password,
-                daemon=daemon,
-            )
+            return Microsocks.launch(daemon, port, username, password)
 
-    peer = retry_on_bind_failure(start)
-    try:
+    with serving(start) as peer:
         yield peer
-    finally:
-        peer.stop()

@@ -15,16 +15,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.integration.peers._peer import HttpProxyPeer, serving
 from tests.integration.peers._process import (
     Daemon,
     free_port,
     fresh_dir,
-    listening,
     require_binary,
-    retry_on_bind_failure,
 )
 
 __all__ = ["Squid", "run_squid"]
@@ -32,30 +30,9 @@ __all__ = ["Squid", "run_squid"]
 _NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
 
 
-@dataclass(frozen=True)
-class Squid:
-    """A running squid; *username* is ``None`` when it needs no auth."""
-
-    host: str
-    port: int
-    pid: int
-    dir: Path
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    daemon: Daemon = field(repr=False, compare=False, kw_only=True)
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` (no credentials)."""
-        return f"http://{self.host}:{self.port}"
-
-    def log_text(self) -> str:
-        """stdout/stderr, then ``cache.log`` and ``access.log``."""
-        return self.daemon.log_text()
-
-    def stop(self) -> None:
-        """Stop it now (also done when the context exits); takes ~1.7 s."""
-        self.daemon.stop()
+class Squid(HttpProxyPeer):
+    """A running squid (its log: output, then ``cache.log`` and
+    ``access.log``); stopping it takes ~1.7 s."""
 
 
 def _apr1(password: str) -> str:
@@ -133,19 +110,7 @@ def run_squid(
                 directory,
                 extra_logs=[directory / "cache.log", directory / "access.log"],
             )
-            daemon.start(lambda: listening(daemon.pid, port), what="listening")
-            return Squid(
-                host="127.0.0.1",
-                port=port,
-                pid=daemon.pid,
-                dir=directory,
-                username=username,
-                password=password,
-                daemon=daemon,
-            )
+            return Squid.launch(daemon, port, username, password)
 
-    peer = retry_on_bind_failure(start)
-    try:
+    with serving(start) as peer:
         yield peer
-    finally:
-        peer.stop()

@@ -10,45 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from tests.integration.peers._peer import HttpProxyPeer, serving
 from tests.integration.peers._process import (
     Daemon,
     free_port,
     fresh_dir,
-    listening,
     require_binary,
-    retry_on_bind_failure,
 )
 
 __all__ = ["Tinyproxy", "run_tinyproxy"]
 
 
-@dataclass(frozen=True)
-class Tinyproxy:
-    """A running tinyproxy; *username* is ``None`` when it needs no auth."""
-
-    host: str
-    port: int
-    pid: int
-    dir: Path
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    daemon: Daemon = field(repr=False, compare=False, kw_only=True)
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` (no credentials)."""
-        return f"http://{self.host}:{self.port}"
-
-    def log_text(self) -> str:
-        """Its log (stdout: no ``LogFile`` is configured)."""
-        return self.daemon.log_text()
-
-    def stop(self) -> None:
-        """Stop it now (also done when the context exits)."""
-        self.daemon.stop()
+class Tinyproxy(HttpProxyPeer):
+    """A running tinyproxy (its log: stdout, no ``LogFile`` is configured)."""
 
 
 @contextmanager
@@ -88,19 +63,7 @@ def run_tinyproxy(
                 [tinyproxy, "-d", "-c", str(directory / "tinyproxy.conf")],
                 directory,
             )
-            daemon.start(lambda: listening(daemon.pid, port), what="listening")
-            return Tinyproxy(
-                host="127.0.0.1",
-                port=port,
-                pid=daemon.pid,
-                dir=directory,
-                username=username,
-                password=password,
-                daemon=daemon,
-            )
+            return Tinyproxy.launch(daemon, port, username, password)
 
-    peer = retry_on_bind_failure(start)
-    try:
+    with serving(start) as peer:
         yield peer
-    finally:
-        peer.stop()
