@@ -249,46 +249,31 @@ def _reset(sock: socket.socket) -> None:
 
 
 @pytest.mark.parametrize("relay", RELAYS)
-def test_target_reset_reaches_the_client(
+@pytest.mark.parametrize(
+    ("resetting", "words"),
+    [("target", "remote peer error"), ("client", "local client error")],
+)
+def test_a_reset_reaches_the_other_side_as_a_reset(
     dantex: RunDantex,
     one_shot_target: tuple[socket.socket, list[socket.socket]],
     relay: str,
+    resetting: str,
+    words: str,
 ) -> None:
-    """A reset from the target is passed on to the client as a reset."""
+    """A reset from the target reaches the client as a reset, and one from
+    the client the target; the end line says whose error it was."""
     listener, accepted = one_shot_target
     server = dantex(relay=relay)
-    with socks5_tunnel(server, "127.0.0.1", listener.getsockname()[1]) as s:
-        target = _wait_accepted(accepted)
-        s.sendall(b"x")
-        assert target.recv(1) == b"x"
-        _reset(target)
-        with pytest.raises(ConnectionResetError):
-            s.recv(10)
-    server.wait_for_log(
-        r"tcp/connect \]: .*remote peer error \(Connection reset by peer\)"
-    )
-
-
-@pytest.mark.parametrize("relay", RELAYS)
-def test_client_reset_reaches_the_target(
-    dantex: RunDantex,
-    one_shot_target: tuple[socket.socket, list[socket.socket]],
-    relay: str,
-) -> None:
-    """A reset from the client is passed on to the target as a reset."""
-    listener, accepted = one_shot_target
-    server = dantex(relay=relay)
-    s = socks5_tunnel(server, "127.0.0.1", listener.getsockname()[1])
+    client = socks5_tunnel(server, "127.0.0.1", listener.getsockname()[1])
     target = _wait_accepted(accepted)
     target.settimeout(10)
-    s.sendall(b"y")
-    assert target.recv(1) == b"y"
-    _reset(s)
-    with pytest.raises(ConnectionResetError):
-        target.recv(10)
-    server.wait_for_log(
-        r"tcp/connect \]: .*local client error \(Connection reset by peer\)"
-    )
+    client.sendall(b"x")
+    assert target.recv(1) == b"x"
+    gone, other = (target, client) if resetting == "target" else (client, target)
+    _reset(gone)
+    with other, pytest.raises(ConnectionResetError):
+        other.recv(10)
+    server.wait_for_log(rf"tcp/connect \]: .*{words} \(Connection reset by peer\)")
 
 
 @pytest.mark.parametrize("relay", RELAYS)
