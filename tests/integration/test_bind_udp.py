@@ -65,6 +65,24 @@ def v5_reply(c: socket.socket) -> tuple[int, str, int]:
     return head[1], socket.inet_ntoa(rest[:4]), struct.unpack("!H", rest[4:])[0]
 
 
+def bind_both_ways(server: DantexServer) -> None:
+    """A hand-written BIND (RFC 1928 §4 CMD=2, DST 127.0.0.1:0): reply 1 is
+    where to connect, reply 2 who connected; then 13 bytes from the peer,
+    15 from the client, and the peer's half-close passed on."""
+    with v5_control(server) as c:
+        c.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+        code, ip, port = v5_reply(c)
+        assert (code, ip) == (0, "127.0.0.1") and port != 0
+        with socket.create_connection((ip, port), timeout=TIMEOUT) as peer:
+            assert v5_reply(c) == (0, *peer.getsockname())
+            peer.sendall(b"from the peer")
+            assert recv_exact(c, 13) == b"from the peer"
+            c.sendall(b"from the client")
+            assert recv_exact(peer, 15) == b"from the client"
+            peer.shutdown(socket.SHUT_WR)
+            assert c.recv(10) == b""
+
+
 def udp_header(ip: str, port: int) -> bytes:
     """RFC 1928 §7: RSV RSV FRAG=0 ATYP=1 DST.ADDR DST.PORT."""
     return b"\x00\x00\x00\x01" + socket.inet_aton(ip) + struct.pack("!H", port)
@@ -162,18 +180,7 @@ def test_raw_socks5_bind_both_replies_and_data(dantex: RunDantex) -> None:
     """Hand-written BIND: reply 1 = where to connect, reply 2 = who connected,
     then bytes both ways and a half-close passed on."""
     server = dantex(RULES, settings="external: 127.0.0.1")
-    with v5_control(server) as c:
-        c.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
-        code, ip, port = v5_reply(c)
-        assert (code, ip) == (0, "127.0.0.1") and port != 0
-        with socket.create_connection((ip, port), timeout=TIMEOUT) as peer:
-            assert v5_reply(c) == (0, *peer.getsockname())
-            peer.sendall(b"from the peer")
-            assert recv_exact(c, 13) == b"from the peer"
-            c.sendall(b"from the client")
-            assert recv_exact(peer, 15) == b"from the client"
-            peer.shutdown(socket.SHUT_WR)
-            assert c.recv(10) == b""
+    bind_both_ways(server)
     server.wait_for_log(r"pass\(2\): tcp/bindreply \]: 15 -> .* -> 13, 13 -> ")
 
 

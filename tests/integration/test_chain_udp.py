@@ -17,14 +17,13 @@ import socks  # PySocks
 from tests.integration.conftest import RunDantex, StartPeer
 from tests.integration.peers import Danted, run_danted
 from tests.integration.peers.origins import Origins
-from tests.integration.raw_socks import recv_exact
 from tests.integration.test_bind_udp import (
     RULES,
     associate,
+    bind_both_ways,
     silent,
     udp_header,
     v5_control,
-    v5_reply,
 )
 
 pytestmark = pytest.mark.integration
@@ -126,18 +125,7 @@ def test_raw_bind_through_danted(dantex: RunDantex, danted: Danted) -> None:
     """BIND through danted: the first reply is danted's listening address,
     the second the peer that connected there; then bytes both ways."""
     server = dantex(RULES + parent_route(danted, "bind connect"))
-    with v5_control(server) as c:
-        c.sendall(b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
-        code, ip, port = v5_reply(c)
-        assert (code, ip) == (0, "127.0.0.1") and port != 0
-        with socket.create_connection((ip, port), timeout=TIMEOUT) as peer:
-            assert v5_reply(c) == (0, *peer.getsockname())
-            peer.sendall(b"from the peer")
-            assert recv_exact(c, 13) == b"from the peer"
-            c.sendall(b"from the client")
-            assert recv_exact(peer, 15) == b"from the client"
-            peer.shutdown(socket.SHUT_WR)
-            assert c.recv(10) == b""
+    bind_both_ways(server)
     wait_for(lambda: "tcp/bindreply [" in danted.log_text(), "danted's bindreply")
     server.wait_for_log(r"tcp/bind -: .*serverchain: route #1")
     server.wait_for_log(r"tcp/bindreply \]: 15 -> .* -> 13, 13 -> ")
