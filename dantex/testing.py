@@ -113,19 +113,8 @@ class FakeConnector:
         self.calls.append(call)
         return d
 
-    def try_connect(
-        self,
-        family: int,
-        sockaddr: tuple[str, int],
-        *,
-        source: str | None = None,
-        timeout: float = 0.0,
-        source_ports: tuple[int, int] | None = None,
-    ) -> Deferred[socket.socket]:
-        """As :meth:`connect`: never connected at once."""
-        return self.connect(
-            family, sockaddr, source=source, timeout=timeout, source_ports=source_ports
-        )
+    #: as :meth:`connect`: a fake target is never connected at once
+    try_connect = connect
 
 
 class FakeRelay(Relay):
