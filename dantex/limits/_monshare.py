@@ -26,6 +26,7 @@ import struct
 from collections.abc import Sequence
 
 from dantex.config.model import Monitor
+from dantex.limits._table import map_file
 
 __all__ = ["SLOTS", "ZERO", "MonitorShare", "Snapshot", "digest_of"]
 
@@ -50,13 +51,12 @@ def digest_of(monitors: Sequence[Monitor]) -> int:
 class MonitorShare:
     """The table file; the supervisor :meth:`create`\\ s it, workers :meth:`open` it."""
 
-    def __init__(self, mm: mmap.mmap, fd: int, worker: int, path: str) -> None:
+    def __init__(self, mm: mmap.mmap, fd: int, worker: int) -> None:
         magic, workers, slots = _HEADER.unpack_from(mm, 0)
         if magic != _MAGIC:
             raise ValueError("not a dantex monitor table")
         self._mm = mm
         self._fd: int | None = fd
-        self.path = path
         self.worker = worker
         self.workers: int = workers
         self.slots: int = slots
@@ -68,17 +68,15 @@ class MonitorShare:
     @classmethod
     def create(cls, path: str, workers: int) -> MonitorShare:
         """A new, zeroed table for ``workers`` processes."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(fd, cls._length(workers))
-        mm = mmap.mmap(fd, 0)
+        fd, mm = map_file(path, cls._length(workers))
         _HEADER.pack_into(mm, 0, _MAGIC, workers, SLOTS)
-        return cls(mm, fd, -1, path)
+        return cls(mm, fd, -1)
 
     @classmethod
     def open(cls, path: str, worker: int) -> MonitorShare:
         """Map the table as worker ``worker`` (its row is the one it writes)."""
-        fd = os.open(path, os.O_RDWR)
-        share = cls(mmap.mmap(fd, 0), fd, worker, path)
+        fd, mm = map_file(path)
+        share = cls(mm, fd, worker)
         if not 0 <= worker < share.workers:
             raise ValueError(f"worker {worker} is not in a table for {share.workers}")
         return share

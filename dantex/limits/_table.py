@@ -29,7 +29,7 @@ from attrs import frozen
 
 from dantex.limits.bucket import burst_for, charge, refill, wait_for
 
-__all__ = ["Check", "LimitTable", "digest_of"]
+__all__ = ["Check", "LimitTable", "digest_of", "map_file"]
 
 _MAGIC = b"DXLIMIT1"
 _HEADER = struct.Struct("<8sII")
@@ -60,6 +60,17 @@ class Check:
     digest: bytes
     max: int | None = None
     throttle: tuple[int, int] | None = None
+
+
+def map_file(path: str, size: int | None = None) -> tuple[int, mmap.mmap]:
+    """``(fd, mapping)`` of a shared table file: a new zeroed one of ``size``
+    bytes (readable by its owner only), or the existing one without."""
+    if size is None:
+        fd = os.open(path, os.O_RDWR)
+    else:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, 0)
 
 
 class LimitTable:
@@ -101,17 +112,14 @@ class LimitTable:
         cls, path: str, workers: int, entries: int = DEFAULT_ENTRIES
     ) -> LimitTable:
         """A new shared table file for ``workers`` processes (the supervisor's)."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(fd, cls._length(workers, entries))
-        mm = mmap.mmap(fd, 0)
+        fd, mm = map_file(path, cls._length(workers, entries))
         _HEADER.pack_into(mm, 0, _MAGIC, workers, entries)
         return cls(mm, fd, -1, path)
 
     @classmethod
     def open(cls, path: str, worker: int) -> LimitTable:
         """Map the table the supervisor created, as worker ``worker``."""
-        fd = os.open(path, os.O_RDWR)
-        mm = mmap.mmap(fd, 0)
+        fd, mm = map_file(path)
         table = cls(mm, fd, worker, path)
         if not 0 <= worker < table.workers:
             raise ValueError(f"worker {worker} is not in a table for {table.workers}")
