@@ -47,6 +47,8 @@ class ValueIndex:
                 continue
             for value in values:
                 self._by_value[value] = self._by_value.get(value, 0) | (1 << i)
+        #: the mask for every value alike when no rule names one (else None)
+        self.fixed: int | None = None if self._by_value else self._any
 
     def mask(self, value: str) -> int:
         """The rules that accept ``value``."""
@@ -79,6 +81,8 @@ class AddressIndex:
         self._v4 = _probes(tables, 4, 32)
         self._v6 = _probes(tables, 6, 128)
         self._memo: dict[str, int] = {}
+        #: the mask for every address alike when no rule names a network
+        self.fixed: int | None = None if self._networks else self._always
 
     def mask(self, address: Address) -> int:
         """The rules that can match ``address`` (an IP or a host name)."""
@@ -125,6 +129,8 @@ class PortIndex:
         for start in self._starts:
             current ^= toggles[start]
             self._masks.append(current)
+        #: the mask for every port alike when no rule tests one (else None)
+        self.fixed: int | None = None if self._starts else self._always
 
     def mask(self, port: int) -> int:
         """The rules whose port test ``port`` can pass."""

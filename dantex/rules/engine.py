@@ -29,6 +29,7 @@ which method a client used.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from attrs import frozen
 
@@ -260,6 +261,16 @@ class RuleSet:
             config.socks_rules, config.socksmethods, config.clientmethods
         )
         self._fake_dns = config.resolveprotocol == "fake"
+        c, k = self._client, self._socks
+        self._client_fixed = _fixed(
+            len(c.rules),
+            (c.clientmethods, c.src_index, c.dst_index, c.src_ports, c.dst_ports),
+        )
+        self._socks_fixed = _fixed(
+            len(k.rules),
+            (k.commands, k.protocols, k.proxyprotocols, k.socksmethods),
+            (k.clientmethods, k.src_index, k.src_ports, k.dst_index, k.dst_ports),
+        )
 
     def _answers(self, answers: Answers | None) -> Answers:
         if self._fake_dns:
@@ -272,13 +283,17 @@ class RuleSet:
         :raises NeedLookup: a DNS answer is needed first (see ``.lookup``).
         """
         c = self._client
-        mask = (
-            c.clientmethods.mask(facts.clientmethod)
-            & c.src_index.mask(facts.client)
-            & c.dst_index.mask(facts.server)
-            & c.src_ports.mask(facts.client.port)
-            & c.dst_ports.mask(facts.server.port)
-        )
+        mask = self._client_fixed  # the indexes that treat every request alike
+        if mask and c.clientmethods.fixed is None:
+            mask &= c.clientmethods.mask(facts.clientmethod)
+        if mask and c.src_index.fixed is None:
+            mask &= c.src_index.mask(facts.client)
+        if mask and c.dst_index.fixed is None:
+            mask &= c.dst_index.mask(facts.server)
+        if mask and c.src_ports.fixed is None:
+            mask &= c.src_ports.mask(facts.client.port)
+        if mask and c.dst_ports.fixed is None:
+            mask &= c.dst_ports.mask(facts.server.port)
         return c.first(
             mask,
             facts.client,
@@ -294,17 +309,27 @@ class RuleSet:
         :raises NeedLookup: a DNS answer is needed first (see ``.lookup``).
         """
         s = self._socks
-        mask = (
-            s.commands.mask(facts.command)
-            & s.protocols.mask(_PROTOCOL_OF[facts.command])
-            & s.proxyprotocols.mask(facts.proxyprotocol)
-            & s.socksmethods.mask(facts.socksmethod)
-            & s.clientmethods.mask(facts.clientmethod)
-        )
-        if mask:
-            mask &= s.src_index.mask(facts.client) & s.src_ports.mask(facts.client.port)
-        if mask and facts.target is not None:
-            mask &= s.dst_index.mask(facts.target) & s.dst_ports.mask(facts.target.port)
+        mask = self._socks_fixed  # the indexes that treat every request alike
+        if mask and s.commands.fixed is None:
+            mask &= s.commands.mask(facts.command)
+        if mask and s.protocols.fixed is None:
+            mask &= s.protocols.mask(_PROTOCOL_OF[facts.command])
+        if mask and s.proxyprotocols.fixed is None:
+            mask &= s.proxyprotocols.mask(facts.proxyprotocol)
+        if mask and s.socksmethods.fixed is None:
+            mask &= s.socksmethods.mask(facts.socksmethod)
+        if mask and s.clientmethods.fixed is None:
+            mask &= s.clientmethods.mask(facts.clientmethod)
+        if mask and s.src_index.fixed is None:
+            mask &= s.src_index.mask(facts.client)
+        if mask and s.src_ports.fixed is None:
+            mask &= s.src_ports.mask(facts.client.port)
+        target = facts.target
+        if target is not None:
+            if mask and s.dst_index.fixed is None:
+                mask &= s.dst_index.mask(target)
+            if mask and s.dst_ports.fixed is None:
+                mask &= s.dst_ports.mask(target.port)
         return s.first(
             mask,
             facts.client,
@@ -314,6 +339,23 @@ class RuleSet:
             self._answers(answers),
             facts.ldap_groups,
         )
+
+
+class _Indexed(Protocol):
+    fixed: int | None
+
+
+def _fixed(count: int, *groups: Sequence[_Indexed]) -> int:
+    """The candidates every request shares: all ``count`` rules, narrowed by
+    each index whose mask does not depend on the request (a fixed address or
+    port index excludes no rule, so a request without a target loses
+    nothing by it)."""
+    mask = (1 << count) - 1
+    for group in groups:
+        for index in group:
+            if index.fixed is not None:
+                mask &= index.fixed
+    return mask
 
 
 def _covers_everything(spec: AddressSpec) -> bool:

@@ -46,13 +46,21 @@ _MAX_CANDIDATES = 4
 def rule_timeout(session: SessionEnds, name: str) -> float:
     """A timeout from the socks-rule, else the client-rule, else the global one.
 
-    A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.
+    A rule's ``timeout.io`` stands for both ``io_tcp`` and ``io_udp``.  The
+    answer for a pair of rules is worked out once per configuration.
     """
     sm, cm = session.socks_match, session.client_match
     rules = (sm.rule if sm is not None else None, cm.rule if cm is not None else None)
-    if name == "tcp_fin_wait":
-        return fin_wait(rules, session.policy.timeouts)
-    return pick(name, rules, session.policy.timeouts)
+    known = session.policy.rule_timeouts
+    key = (id(rules[0]), id(rules[1]), name)
+    found = known.get(key)
+    if found is None:
+        if name == "tcp_fin_wait":
+            found = fin_wait(rules, session.policy.timeouts)
+        else:
+            found = pick(name, rules, session.policy.timeouts)
+        known[key] = found
+    return found
 
 
 def choose_source(config: Config, ip: str, internal_ip: str) -> str | None:

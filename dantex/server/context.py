@@ -64,6 +64,9 @@ class Policy:
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
+        #: rule_timeout()'s answers by (id of socks-rule, id of client-rule,
+        #: name); the rules live as long as this policy
+        self.rule_timeouts: dict[tuple[int, int, str], float] = {}
         if auth is None:
             from twisted.internet.task import Clock
 

@@ -60,3 +60,21 @@ def test_port_index_equals_each_test(
     for port in ports + edges + [max(e - 1, 0) for e in edges] + [0, 65535]:
         want = {i for i, p in enumerate(specs) if p is None or p.matches(port)}
         assert set(bits(index.mask(port))) == want
+
+
+def test_an_index_without_tests_has_one_fixed_mask() -> None:
+    """Indexes that treat every request alike say so (the matcher then skips
+    them); one that tells requests apart has no fixed mask."""
+    from ipaddress import ip_network
+
+    from dantex.rules._index import AddressIndex, ValueIndex
+
+    assert PortIndex([spec(None), spec(None)]).fixed == 0b11
+    assert PortIndex([spec(None), spec(PortSpec("eq", 25))]).fixed is None
+    assert ValueIndex([None, None]).fixed == 0b11
+    # a rule allowing no value at all is excluded for every value
+    assert ValueIndex([None, ()]).fixed == 0b01
+    assert ValueIndex([None, ("connect",)]).fixed is None
+    assert AddressIndex([spec(None)]).fixed == 0b1
+    net = AddressSpec(AddressSpecKind.NETWORK, SPAN, network=ip_network("10.0.0.0/8"))
+    assert AddressIndex([spec(None), net]).fixed is None
