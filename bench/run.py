@@ -454,6 +454,8 @@ class Bench:
     echo: int
     sink: int
     a: argparse.Namespace
+    #: the echo server and sink process (its CPU says when it is the bottleneck)
+    targets_pid: int = 0
     log: list[str] = field(default_factory=list)
     #: the measurement being run (names the --py-spy files)
     current: str = ""
@@ -508,11 +510,15 @@ class Bench:
             cmd += ["--auth", system.auth]
         with self.profiled(system) if not label else contextlib.nullcontext():
             proxy0 = tree_cpu(system.proc.pid) if system.proc else (0.0, 0.0)
+            targets0 = sum(tree_cpu(self.targets_pid)) if self.targets_pid else 0.0
             usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall0 = time.monotonic()
             out = subprocess.run(
                 cmd + list(args), capture_output=True, check=False, timeout=600
             )
+            wall = time.monotonic() - wall0
             usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            targets1 = sum(tree_cpu(self.targets_pid)) if self.targets_pid else 0.0
             proxy1 = tree_cpu(system.proc.pid) if system.proc else (0.0, 0.0)
         proxy_user = proxy1[0] - proxy0[0]
         proxy_cpu = proxy_user + proxy1[1] - proxy0[1]
@@ -526,6 +532,10 @@ class Bench:
         if "cpu_s" in result and float(result.get("seconds", 0)) > 0:
             # the load generator's own CPU in its timed window
             result["client_cpu_pct"] = 100 * result["cpu_s"] / float(result["seconds"])
+        if self.targets_pid and wall > 0:
+            # the echo server/sink over the whole run (set-up included): near
+            # 100 (one thread) means the target, not the proxy, set the pace
+            result["targets_cpu_pct"] = 100 * (targets1 - targets0) / wall
         if system.proc is None:
             return result  # direct: no proxy CPU to report
         result["proxy_cpu_s"] = proxy_cpu
@@ -648,6 +658,7 @@ def measurements(
                         Column("mbps", "MB/s"),
                         Column("proxy_cpu_per_op", "proxy CPU s/GB", "{:.2f}"),
                         Column("client_cpu_pct", "loadgen CPU %"),
+                        Column("targets_cpu_pct", "sink/echo CPU %"),
                     ],
                     systems,
                 )
@@ -669,6 +680,7 @@ def measurements(
                     Column("proxy_cpu_per_op", "proxy CPU µs/setup"),
                     Column("proxy_user_pct", "of it user %", "{:.0f}"),
                     Column("client_cpu_pct", "loadgen CPU %"),
+                    Column("targets_cpu_pct", "sink/echo CPU %"),
                 ],
                 systems,
             )
@@ -1021,6 +1033,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--build-dir", type=Path, default=BENCH / "build")
     p.add_argument(
+        "--target-threads",
+        type=int,
+        default=1,
+        help="threads of the echo server and sink (default 1; the 'sink/echo "
+        "CPU %%' column shows when one thread sets the pace)",
+    )
+    p.add_argument(
         "--json", type=Path, default=None, help="write every raw result here"
     )
     a = p.parse_args(argv)
@@ -1131,11 +1150,16 @@ def main(argv: list[str] | None = None) -> int:
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
             )
         stack.enter_context(started(procs))
-        tp = subprocess.Popen([str(targets_bin)], stdout=subprocess.PIPE)
+        tp = subprocess.Popen(
+            [str(targets_bin), "--threads", str(a.target_threads)],
+            stdout=subprocess.PIPE,
+        )
         procs.append(Proc("targets", tp, tmp, tmp / "none"))
         assert tp.stdout is not None
         ports = dict(tp.stdout.readline().decode().split() for _ in range(2))
-        bench = Bench(loadgen, int(ports["echo"]), int(ports["sink"]), a)
+        bench = Bench(
+            loadgen, int(ports["echo"]), int(ports["sink"]), a, targets_pid=tp.pid
+        )
         runnable = [s for s in a.scenarios if s != "micro"]
         flavour = Flavour(rules=a.rules, shape=a.rule_shape)
         systems = []
