@@ -305,9 +305,9 @@ class Parser:
     # -- whole-file checks ----------------------------------------------
 
     def _warn_connect_only_redirects(self) -> None:
-        """``redirect`` and monitors act on CONNECT only: say so where a
-        socks-rule with a redirect also passes BIND or UDP (given, or by not
-        naming its commands), and where a monitor can watch nothing."""
+        """``redirect`` acts on CONNECT only: say so where a socks-rule with a
+        redirect also passes BIND or UDP (given, or by not naming its
+        commands)."""
         others = {"bind", "bindreply", "udpassociate", "udpreply"}
         for rule in self.rules[RuleKind.SOCKS]:
             if rule.redirect_to is None and rule.redirect_from is None:
@@ -320,21 +320,6 @@ class Parser:
                 "sessions this rule passes are not redirected",
                 "add 'command: connect' to the rule",
             )
-        udp = {"udpassociate", "udpreply"}
-        for monitor in self.monitors:
-            if monitor.commands is not None and not monitor.commands - udp:
-                self.warn(
-                    monitor.span,
-                    "monitors watch TCP sessions (CONNECT, BIND) only; this one "
-                    "watches nothing",
-                    "add 'connect' or 'bind' to its 'command:'",
-                )
-            elif monitor.protocols is not None and "tcp" not in monitor.protocols:
-                self.warn(
-                    monitor.span,
-                    "monitors watch TCP sessions (CONNECT, BIND) only; this one "
-                    "watches nothing",
-                )
 
     def build(self) -> Config:
         end = self.ts.end_span()

@@ -31,9 +31,11 @@ work per relayed chunk).  A reload (SIGHUP) replaces the monitors and drops
 raised alarms silently, as danted does.  With ``--workers N`` every worker
 publishes its monitors' counters twice a second in a shared table
 (:mod:`dantex.limits._monshare`) and worker 0 raises the alarms over the
-sum.  TCP sessions are watched: CONNECT, and BIND once its peer has
-connected (``command: bind`` or ``bindreply``).  Not implemented:
-``alarm.test.*`` (refused at start-up), UDP sessions.
+sum.  Watched: CONNECT; BIND once its peer has connected (``command: bind``
+or ``bindreply``); UDP ASSOCIATE once it relays its first datagram, with
+that datagram's destination as ``to:`` (``protocol: udp``, ``command:
+udpassociate`` or ``udpreply``).  Not implemented: ``alarm.test.*``
+(refused at start-up).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ _INDICES = {
     (None, "send"): (1, 3),
     (None, None): (0, 1, 2, 3),
 }
+
+#: the commands of a UDP association (matched by ``protocol: udp``)
+_UDP_COMMANDS = frozenset({"udpassociate", "udpreply"})
 
 Warn = Callable[[str], None]
 #: seconds between two publications of a worker's counters (--workers N)
@@ -132,14 +137,17 @@ class _Running:
 
     def matches(self, client: Address, target: Address, command: str) -> bool:
         mon = self.monitor
-        if mon.protocols is not None and "tcp" not in mon.protocols:
+        udp = command in _UDP_COMMANDS
+        if mon.protocols is not None and ("udp" if udp else "tcp") not in mon.protocols:
             return False
         commands = mon.commands
         if (
             commands is not None
             and command not in commands
-            # a BIND session's relayed connection is its bindreply
+            # a BIND session's relayed connection is its bindreply, and a UDP
+            # association relays the replies (udpreply) with the requests
             and not (command == "bind" and "bindreply" in commands)
+            and not (udp and "udpreply" in commands)
         ):
             return False
         try:

@@ -223,7 +223,11 @@ class UdpAssociation(Relay):
             self._reactor.removeReader(endpoint)
             endpoint.sock.close()
         self._waiting.clear()
-        transport = self.session.transport
+        session = self.session
+        if session.monitored is not None:
+            session.monitored.ended(reason.side)
+            session.monitored = None
+        transport = session.transport
         self._ended(reason)
         if transport is not None:
             transport.loseConnection()
@@ -407,6 +411,11 @@ class UdpAssociation(Relay):
             return
         sockaddr = (ip, target.port)
         self._add_destination(external, sockaddr)
+        session = self.session
+        if session.monitored is None:  # watched from a destination a monitor takes
+            session.monitored = session.runtime.monitors.attach(
+                session.client, target, "udpassociate", self
+            )
         until = self._clock.seconds() + ttl if ttl else 0.0
         self._route_ready(key, _Route(match, target, sockaddr, external, until))
 

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import pytest
+import socks  # PySocks
 from python_socks.sync import Proxy
 
 from tests.integration.conftest import OPEN_RULES, RunDantex
@@ -169,6 +170,48 @@ def test_data_alarm_raises_when_idle_and_clears_on_traffic(
             r"warning: monitor\(1\): alarm/data \]: 0/0 -> 0/0 internal\.recv: "
             r"\d+/0 in 1s\.  Session count: 1\.  Alarm duration: \d+s"
         )
+
+
+def test_udp_monitor_watches_a_pysocks_association_not_tcp(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """protocol: udp -- TCP traffic leaves its alarm raised; a PySocks UDP
+    association sending to a real UDP socket clears it, counted as sent to
+    the target, as one session."""
+    monitor = (
+        "monitor { from: 0/0 to: 127.0.0.0/8 protocol: udp\n"
+        "  external.alarm.data.send: 0 in 1\n}\n"
+    )
+    server = dantex(OPEN_RULES + monitor, workers=1)
+    raised = (
+        r"warning: monitor\(1\): alarm/data \[: 0/0 -> 127\.0\.0\.0/8 "
+        r"external\.send: 0/0 in 1s\.  Session count: 0"
+    )
+    server.wait_for_log(raised)
+    with tunnel(server, "127.0.0.1", origins.echo_port) as s:
+        for _ in range(15):  # 1.5 s of TCP traffic: a whole period
+            s.sendall(b"x")
+            assert s.recv(10) == b"x"
+            time.sleep(0.1)
+    assert "alarm/data ]" not in server.log_text()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as target,
+        socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        target.bind(("127.0.0.1", 0))
+        target.settimeout(10)
+        client.set_proxy(socks.SOCKS5, server.host, server.port)
+        client.settimeout(10)
+        for _ in range(15):  # 1.5 s of datagrams: a whole period
+            client.sendto(b"ping", target.getsockname())
+            assert target.recvfrom(100)[0] == b"ping"
+            time.sleep(0.1)
+        found = server.wait_for_log(
+            r"warning: monitor\(1\): alarm/data \]: 0/0 -> 127\.0\.0\.0/8 "
+            r"external\.send: (\d+)/0 in 1s\.  Session count: 1\.  "
+            r"Alarm duration: \d+s"
+        )
+    assert int(found.group(1)) % 4 == 0 and int(found.group(1)) >= 4  # payloads
 
 
 def test_disconnect_alarm_counts_sessions_closed_by_targets(

@@ -233,23 +233,24 @@ def test_session_joins_its_monitor_and_leaves_with_its_bytes() -> None:
     m.session.runtime.monitors.stop()
 
 
-def test_monitor_that_can_watch_nothing_warns() -> None:
-    """A monitor for UDP only says at start-up that it watches nothing."""
-    head = "internal: 127.0.0.1\nsocksmethod: none\n"
-    for body in (
-        "monitor { from: 0/0 to: 0/0\n command: udpassociate udpreply\n"
-        " alarm.data: 0 in 5\n}\n",
-        "monitor { from: 0/0 to: 0/0\n protocol: udp\n alarm.data: 0 in 5\n}\n",
+def test_udp_associations_match_by_protocol_and_command() -> None:
+    """protocol: udp and command: udpassociate/udpreply take UDP
+    associations, and only them; they are no longer refused with a warning."""
+    for body, udp, tcp in (
+        ("protocol: udp", True, False),
+        ("protocol: tcp", False, True),
+        ("command: udpassociate", True, False),
+        ("command: udpreply", True, False),
+        ("command: connect udpassociate", True, True),
+        ("", True, True),
     ):
-        config = parse(head + body, "t.conf")
-        assert any("watches nothing" in str(w) for w in config.warnings), body
-    for commands in ("connect", "bind udpassociate", "bindreply"):
-        config = parse(
-            head + f"monitor {{ from: 0/0 to: 0/0\n command: {commands}\n"
-            " alarm.data: 0 in 5\n}\n",
-            "t.conf",
-        )
-        assert not any("watches nothing" in str(w) for w in config.warnings)
+        text = f"monitor {{ from: 0/0 to: 0/0\n {body}\n alarm.data: 0 in 5\n}}\n"
+        assert not parse(HEAD + text + SOCKS, "t.conf").warnings, body
+        mset, _clock, _log = running(text)
+        for command, wanted in (("udpassociate", udp), ("connect", tcp)):
+            member = mset.attach(CLIENT, TARGET, command, Counters())
+            assert (member is not None) is wanted, (body, command)
+        mset.stop()
 
 
 def test_a_bind_session_is_watched_from_its_peer_to_its_end() -> None:

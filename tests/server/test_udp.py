@@ -511,3 +511,38 @@ def test_a_failing_socket_ends_the_association() -> None:
     assert not m.transport.connected
     assert assoc.inside.sock.fileno() == -1
     assert any("session error" in x for x in m.log.messages())
+
+
+def test_monitor_watches_the_association_from_its_first_destination(
+    udp: list[socket.socket],
+) -> None:
+    """A ``protocol: udp`` monitor takes the association at its first
+    relayed datagram; closing the control connection ends the session as
+    closed by the client, with the association's bytes kept in the monitor:
+    14 read from the client (10-byte header + "ping"), 17 written back
+    (header + "re:ping"), 7 read from and 4 written to the target."""
+    monitor = (
+        "monitor { from: 127.0.0.0/8 to: 127.0.0.0/8 protocol: udp\n"
+        " internal.alarm.disconnect: 1/1 in 5\n}\n"
+    )
+    m = memory_session(CONF + monitor)
+    monitors = m.session.runtime.monitors
+    monitors.configure(m.session.policy.config.monitors, m.log.warning, {})
+    try:
+        relay = associate(m)
+        assert m.session.monitored is None  # no destination yet
+        client, target = udp_socket(udp), udp_socket(udp)
+        round_trip(m, client, target, relay)
+        member = m.session.monitored
+        assert member is not None and member.relay is association(m)
+        running = member._monitor
+        m.session.readConnectionLost()
+        assert m.session.monitored is None and not running.live
+        assert running.ended_bytes == [14, 17, 7, 4]
+        m.clock.advance(5)
+        assert [x for x in m.log.messages() if "alarm/disconnect" in x] == [
+            "monitor(1): alarm/disconnect ]: 127.0.0.0/8 -> 127.0.0.0/8 internal: "
+            "1/1 disconnects during last 5s.  Session count: 0"
+        ]
+    finally:
+        monitors.stop()
