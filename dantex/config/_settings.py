@@ -323,7 +323,8 @@ def _s_srchost(p: Parser, kw: Token) -> None:
         if word in old:
             p.warn(kw, f"srchost '{word}' is deprecated", f"use '{old[word]}'")
         values.add(old.get(word, word))
-    p.use("srchost", kw)
+    if "checkreplyauth" in values:
+        p.use("srchost:checkreplyauth", kw, "srchost: checkreplyauth")
     p.settings["srchost"] = frozenset(values)
 
 

@@ -145,7 +145,7 @@ FEATURES: dict[str, Feature] = {
         "'internal.proxyprotocol' (PROXY protocol, see README)",
     ),
     # -- configuration keywords parsed here, behaviour still to come ----------------
-    "srchost": Feature(_CONFIG, "Config.srchost"),
+    "srchost:checkreplyauth": Feature(_CONFIG, "Config.srchost"),
     "compatibility:sameport": Feature(_CONFIG, "Config.compatibility"),
     "libwrap": Feature(_CONFIG, "Rule.libwrap"),
     "libwrap.hosts_access": Feature(_CONFIG, "Config.libwrap_hosts_access"),

@@ -24,6 +24,7 @@ from dantex.limits.monitors import MonitorSet
 from dantex.limits.shaper import Shaper, TableMeter
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
+from dantex.server import _srchost
 from dantex.server._deadlines import DeadlineQueue
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
@@ -64,6 +65,8 @@ class Policy:
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
+        #: ``srchost:`` DNS checks made on every client after its client-rule
+        self.srchost_checks = config.srchost & _srchost.DNS_CHECKS
         #: rule_timeout()'s answers by (id of socks-rule, id of client-rule,
         #: name); the rules live as long as this policy
         self.rule_timeouts: dict[tuple[int, int, str], float] = {}

@@ -39,7 +39,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
-from dantex.server import httpconnect
+from dantex.server import _srchost, httpconnect
 from dantex.server._deadlines import DeadlineQueue
 from dantex.server._session_end import EMPTY, SessionEnds, State
 from dantex.server.connect import start_connect
@@ -297,31 +297,52 @@ class SocksSession(Protocol, SessionEnds):
             return
         self.client_match = match
         self.client_rule = match.rule
-        dlog = self.policy.log
         if not match.passed:
-            if self._logs(match, "connect", "disconnect", "error"):
-                why = (
-                    "" if match.rule else ": no rules matched; using default block rule"
-                )
-                dlog.info(
-                    session_line(
-                        "block",
-                        match.number,
-                        "tcp",
-                        "accept",
-                        "]",
-                        f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
-                    )
-                )
-            self.count_refusal("client-rule")
-            self.state = State.CLOSED
-            self._cleanup()
-            transport = self.transport
-            if transport is not None:
-                transport.abortConnection()  # type: ignore[attr-defined]
+            why = "" if match.rule else ": no rules matched; using default block rule"
+            self._client_refused(match, why)
             return
+        options = self.policy.srchost_checks
+        if options:  # Dante's srchost: DNS checks after the client-rule passed
+            verdict = _srchost.check(self.runtime.resolver, self.client.host, options)
+            if isinstance(verdict, Deferred):
+                verdict.addCallback(lambda why: self._srchost_checked(match, why))
+                return
+            if verdict is not None:
+                self._client_refused(match, f": srchost: {verdict}")
+                return
+        self._client_passed(match)
+
+    def _srchost_checked(self, match: Match, why: str | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        if why is not None:
+            self._client_refused(match, f": srchost: {why}")
+        else:
+            self._client_passed(match)
+
+    def _client_refused(self, match: Match, why: str) -> None:
+        """Log the block line (``why`` follows the addresses) and drop the client."""
+        if self._logs(match, "connect", "disconnect", "error"):
+            self.policy.log.info(
+                session_line(
+                    "block",
+                    match.number,
+                    "tcp",
+                    "accept",
+                    "]",
+                    f"{dante_addr(self.client)} {dante_addr(self.server)}{why}",
+                )
+            )
+        self.count_refusal("client-rule")
+        self.state = State.CLOSED
+        self._cleanup()
+        transport = self.transport
+        if transport is not None:
+            transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _client_passed(self, match: Match) -> None:
         if self._logs(match, "connect"):
-            dlog.info(
+            self.policy.log.info(
                 session_line(
                     "pass",
                     match.number,

@@ -51,6 +51,7 @@ def socks_rule(body: str) -> str:
         "libwrap.hosts_access: no",
         "libwrap.allow: /etc/hosts.allow",
         "libwrap.deny: /etc/hosts.deny",
+        "srchost: nodnsmismatch nodnsunknown",
     ],
 )
 def test_implemented_global_settings_parse(line: str) -> None:
@@ -62,7 +63,7 @@ def test_implemented_global_settings_parse(line: str) -> None:
 @pytest.mark.parametrize(
     ("line", "feature"),
     [
-        ("srchost: nodnsmismatch nodnsunknown", "srchost"),
+        ("srchost: checkreplyauth nodnsunknown", "srchost:checkreplyauth"),
         ("compatibility: sameport", "compatibility:sameport"),
         ("compatibility: draft-5.05", "compatibility:draft-5.05"),
         ("extension: bind", "extension:bind"),

@@ -98,6 +98,25 @@ def test_hostname_target_is_resolved_by_the_server(
     server.wait_for_log(rf"tcp/connect \[: .* localhost\.{origins.http_port}$")
 
 
+def test_srchost_refuses_a_client_without_a_dns_name(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """srchost: nodnsunknown nodnsmismatch, real lookups: curl from 127.0.0.1
+    (named localhost, which resolves back to it) fetches the page; curl from
+    127.0.0.3 (no name here) is dropped after its client-rule, and the log
+    says why."""
+    server = dantex(settings="srchost: nodnsunknown nodnsmismatch")
+    named = curl("socks5", server, origins.http_url())
+    assert named.returncode == 0, named.stderr
+    assert named.stdout == INDEX_BODY
+    nameless = curl("socks5", server, origins.http_url(), "--interface", "127.0.0.3")
+    assert nameless.returncode != 0 and nameless.stdout == b""
+    server.wait_for_log(
+        rf"block\(1\): tcp/accept \]: 127\.0\.0\.3\.\d+ 127\.0\.0\.1\.{server.port}: "
+        r"srchost: 127\.0\.0\.3 has no DNS name \(nodnsunknown\)"
+    )
+
+
 def test_socks4a_hostname_with_curl(dantex: RunDantex, origins: Origins) -> None:
     """SOCKS 4A (which danted lacks) reaches a host name target."""
     server = dantex()
