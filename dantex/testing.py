@@ -28,6 +28,7 @@ from dantex.server.lean import Conn
 from dantex.server.relay import EndReason, OnEnd, Relay, TransportTarget
 from dantex.server.resolve import Resolver
 from dantex.server.session import SocksSession
+from dantex.server.sockopts import Compiled, Warn
 
 __all__ = [
     "FakeConnector",
@@ -86,6 +87,8 @@ class ConnectCall:
     deferred: Deferred[socket.socket]
     cancelled: bool = False
     source_ports: tuple[int, int] | None = None
+    #: the socket options the connect was asked to set
+    options: tuple[Compiled, ...] = ()
 
 
 @define
@@ -102,13 +105,21 @@ class FakeConnector:
         source: str | None = None,
         timeout: float = 0.0,
         source_ports: tuple[int, int] | None = None,
+        options: tuple[Compiled, ...] = (),
+        warn: Warn | None = None,
     ) -> Deferred[socket.socket]:
         def cancel(d: Deferred[socket.socket]) -> None:
             call.cancelled = True
 
         d: Deferred[socket.socket] = Deferred(cancel)
         call = ConnectCall(
-            family, sockaddr, source, timeout, d, source_ports=source_ports
+            family,
+            sockaddr,
+            source,
+            timeout,
+            d,
+            source_ports=source_ports,
+            options=options,
         )
         self.calls.append(call)
         return d

@@ -14,7 +14,7 @@ from dantex.config import _values as v
 from dantex.config import keywords
 from dantex.config._auth import LDAP_HONOURED, check_ldap
 from dantex.config._settings import TIMEOUT_FIELDS
-from dantex.config._sockopts import error_log_spec, socket_option
+from dantex.config._sockopts import STRUCTURED, error_log_spec, socket_option
 from dantex.config.errors import ConfigError
 from dantex.config.lexer import Token, TokenKind
 from dantex.config.model import (
@@ -598,7 +598,8 @@ def _k_sockopt(p: Parser, body: Body, kw: Token) -> None:
         raise ConfigError(kw.span, "client-rules may only set internal-side options")
     if body.verdict == "block" and option.side == "external":
         raise ConfigError(kw.span, "a block rule may not set external-side options")
-    p.use("socket options", kw)
+    if option.name in STRUCTURED or body.kind not in ("client", "socks"):
+        p.use("socket options", kw)
     body.add("socket_options", option)
 
 

@@ -24,7 +24,7 @@ from dantex.config._auth import (
     s_rfc931,
 )
 from dantex.config._proxyproto import s_proxyprotocol, s_proxyprotocol_from
-from dantex.config._sockopts import error_log_spec, socket_option
+from dantex.config._sockopts import STRUCTURED, error_log_spec, socket_option
 from dantex.config.errors import ConfigError
 from dantex.config.interfaces import interface_addresses, interface_exists
 from dantex.config.lexer import Token
@@ -443,7 +443,8 @@ def _s_module(p: Parser, kw: Token) -> None:
 
 def _s_sockopt(p: Parser, kw: Token) -> None:
     option = socket_option(p, kw)
-    p.use("socket options", kw)
+    if option.name in STRUCTURED:
+        p.use("socket options", kw)
     p.settings["socket_options"] = (*p.settings.get("socket_options", ()), option)
 
 

@@ -20,7 +20,7 @@ from dantex.config.model import ErrorLogSpec, SocketOption
 if TYPE_CHECKING:
     from dantex.config.parser import Parser
 
-__all__ = ["OPTIONS", "error_log_spec", "socket_option"]
+__all__ = ["OPTIONS", "STRUCTURED", "error_log_spec", "socket_option"]
 
 #: Known option names per level.
 OPTIONS = {
@@ -39,6 +39,11 @@ OPTIONS = {
         "ip_tos.prec ip_tos.tos ip_portrange".split()
     ),
 }
+#: options whose value is a structure, not a number, and BSD's ip_portrange:
+#: parsed, then refused as not supported yet
+STRUCTURED = frozenset(
+    {"so_linger", "so_rcvtimeo", "so_sndtimeo", "tcp_md5sig", "ip_portrange"}
+)
 _DSCP = {
     **{f"cs{i}": i * 8 for i in range(8)},
     **{f"af{c}{d}": 8 * c + 2 * d for c in range(1, 5) for d in range(1, 4)},

@@ -228,7 +228,11 @@ class Attempt:
             self._fail(ProxyConnectError(e, proxy=str(self.first)))
             return
         d = session.runtime.connector.connect(
-            family_of(ip), (ip, self.first.port), source=source
+            family_of(ip),
+            (ip, self.first.port),
+            source=source,
+            options=session.external_options(),
+            warn=session.policy.log.warning,
         )
         self._step = d
         d.addCallbacks(self._lean_connected, self._connect_failed)

@@ -154,7 +154,11 @@ class _FirstParent:
             return failed
         family = family_of(self._ip)
         d = runtime.connector.connect(
-            family, (self._ip, attempt.first.port), source=source
+            family,
+            (self._ip, attempt.first.port),
+            source=source,
+            options=session.external_options(),
+            warn=session.policy.log.warning,
         )
 
         def connected(conn: Conn | socket.socket) -> Deferred[IProtocol]:

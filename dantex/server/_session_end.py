@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dantex.limits.sessions import Held
     from dantex.server.context import Policy, Runtime
     from dantex.server.relay import EndReason, Relay
+    from dantex.server.sockopts import Compiled
 
 __all__ = ["EMPTY", "SessionEnds", "State"]
 
@@ -72,6 +73,14 @@ class SessionEnds:
     _deadline: IDelayedCall | DeadlineQueue | None
     _pending: Deferred[object] | None
     cleanups: list[Callable[[], None]]
+
+    def external_options(self) -> tuple[Compiled, ...]:
+        """Socket options for this session's sockets towards targets: the
+        global ``external.*`` ones, then its socks-rule's."""
+        match = self.socks_match
+        return self.policy.socket_options(
+            "external", match.rule if match is not None else None
+        )
 
     def _logs(self, match: Match, *flags: str) -> bool:
         rule = match.rule

@@ -22,6 +22,7 @@ from dantex.protocol.address import Address, AddressType, decode_address
 from dantex.protocol.errors import RemoteProtocolError
 from dantex.rules.engine import Match, NeedLookup, SocksFacts
 from dantex.server import _udplog as udplog
+from dantex.server import sockopts
 from dantex.server._state import State
 from dantex.server._udpshape import UdpShaper
 from dantex.server._udpsock import UdpEndpoint, bind_pinned, disconnect, udp_socket
@@ -438,6 +439,7 @@ class UdpAssociation(Relay):
         session = self.session
         source = source_for(session.policy, ip, session.server.host)
         sock = udp_socket(family)
+        sockopts.apply(sock, session.external_options(), session.policy.log.warning)
         try:
             self._pinned[family] = bind_pinned(sock, source or _WILDCARD[family])
         except OSError:

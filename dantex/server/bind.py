@@ -38,6 +38,7 @@ from dantex.protocol import socks4
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match
+from dantex.server import sockopts
 from dantex.server._bindwait import BindWait
 from dantex.server._state import State
 from dantex.server.connect import _kernel_source, source_for
@@ -195,6 +196,8 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
             f"address on external side: {os.strerror(e.errno or errno.EIO)}",
         )
         return
+    # accepted peers inherit them
+    sockopts.apply(sock, session.external_options(), session.policy.log.warning)
     host, bport = sock.getsockname()[:2]
     bound = Address.from_host(str(host), int(bport))
     facts = session.socks_facts(session.client, bound, "bind")

@@ -230,6 +230,8 @@ def _try(
         source=source,
         timeout=rule_timeout(session, "connect"),
         source_ports=ports,
+        options=session.external_options(),
+        warn=session.policy.log.warning,
     )
     if isinstance(d, Conn):  # a local target: connected already
         _established(session, d)

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from dantex.server.lean import Conn
+from dantex.server.sockopts import Compiled, Warn, apply
 
 __all__ = ["IP_BIND_ADDRESS_NO_PORT", "TcpConnector"]
 
@@ -121,6 +122,10 @@ def _ignore(reason: Failure) -> None:
     return None
 
 
+def _no_warning(text: str) -> None:
+    return None
+
+
 def _established(sock: socket.socket) -> bool:
     """Whether a non-blocking connect that said EINPROGRESS is done already.
 
@@ -153,6 +158,8 @@ class TcpConnector:
         source: str | None = None,
         timeout: float = 0.0,
         source_ports: tuple[int, int] | None = None,
+        options: tuple[Compiled, ...] = (),
+        warn: Warn = _no_warning,
     ) -> Deferred[Conn]:
         """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
@@ -164,6 +171,8 @@ class TcpConnector:
             source=source,
             timeout=timeout,
             source_ports=source_ports,
+            options=options,
+            warn=warn,
         )
         return succeed(result) if isinstance(result, Conn) else result
 
@@ -175,6 +184,8 @@ class TcpConnector:
         source: str | None = None,
         timeout: float = 0.0,
         source_ports: tuple[int, int] | None = None,
+        options: tuple[Compiled, ...] = (),
+        warn: Warn = _no_warning,
     ) -> Conn | Deferred[Conn]:
         """Connect to ``sockaddr``: the descriptor itself when the kernel
         connected it at once (a local target), else a Deferred of it.
@@ -184,6 +195,8 @@ class TcpConnector:
             from (``redirect from:``); the first free one is taken.
         :param timeout: seconds before giving up (0: the kernel's own limit);
             fails with ``TimeoutError``.
+        :param options: socket options set before binding and connecting
+            (:mod:`dantex.server.sockopts`); ``warn`` is told of a refused one.
         :returns: the :class:`Conn` of a connected non-blocking socket with
             TCP_NODELAY (``.sock``), or a Deferred that fires with it or fails
             with the ``OSError`` of the connect.  Cancelling closes the socket.
@@ -198,6 +211,8 @@ class TcpConnector:
             return fail(Failure(e))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if options:
+                apply(sock, options, warn)
             if source_ports is not None:
                 _bind_in_range(sock, family, source, source_ports)
             elif source is not None:

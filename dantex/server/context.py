@@ -18,13 +18,13 @@ from twisted.python.threadpool import ThreadPool
 from dantex._interfaces import IServerReactor
 from dantex.auth._base import in_pool
 from dantex.auth.methods import Authenticator
-from dantex.config.model import Config
+from dantex.config.model import Config, Rule
 from dantex.limits._table import LimitTable
 from dantex.limits.monitors import MonitorSet
 from dantex.limits.shaper import Shaper, TableMeter
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
-from dantex.server import _srchost
+from dantex.server import _srchost, sockopts
 from dantex.server._deadlines import DeadlineQueue
 from dantex.server._handover import take_client
 from dantex.server.connector import TcpConnector
@@ -65,6 +65,11 @@ class Policy:
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
+        #: compiled socket options: global ones by side, then per rules
+        self._sockopts: dict[tuple[object, ...], tuple[sockopts.Compiled, ...]] = {}
+        self._any_sockopts = bool(config.socket_options) or any(
+            r.socket_options for r in (*config.client_rules, *config.socks_rules)
+        )
         #: ``srchost:`` DNS checks made on every client after its client-rule
         self.srchost_checks = config.srchost & _srchost.DNS_CHECKS
         #: rule_timeout()'s answers by (id of socks-rule, id of client-rule,
@@ -99,6 +104,23 @@ class Policy:
             and all(e.interface is None for e in config.externals)
             else None
         )
+
+    def socket_options(
+        self, side: str, *rules: Rule | None
+    ) -> tuple[sockopts.Compiled, ...]:
+        """Socket options for ``side``: the global ones, then each rule's
+        (in the order given: the most specific last, so it wins)."""
+        if not self._any_sockopts:
+            return ()
+        key = (side, *(id(r) for r in rules))
+        found = self._sockopts.get(key)
+        if found is None:
+            found = sockopts.compile_options(self.config.socket_options, side)
+            for rule in rules:
+                if rule is not None:
+                    found += sockopts.compile_options(rule.socket_options, side)
+            self._sockopts[key] = found
+        return found
 
 
 class Runtime:

@@ -24,6 +24,7 @@ from dantex.config.model import Config
 from dantex.log.format import dante_addr
 from dantex.log.output import DanteLog
 from dantex.protocol.address import Address
+from dantex.server import sockopts
 from dantex.server._metrics import ProcessMetrics
 from dantex.server.context import Policy, Runtime
 from dantex.server.drain import Drain
@@ -118,6 +119,7 @@ class DanteService(service.Service):
                 for p in self.ports:
                     p.stopListening()
                 raise SystemExit(1) from None
+            self._set_listening_options(sock)
             port = LeanPort(self.reactor, sock, self.factory)
             port.startListening()
             self.ports.append(port)
@@ -131,10 +133,17 @@ class DanteService(service.Service):
         for inherited in self.inherited:
             sock = socket.socket(inherited.family, socket.SOCK_STREAM, 0, inherited.fd)
             sock.setblocking(False)
+            self._set_listening_options(sock)
             port = LeanPort(self.reactor, sock, self.factory)
             port.startListening()
             self.ports.append(port)
             self.runtime.listening.add((inherited.host, inherited.port))
+
+    def _set_listening_options(self, sock: socket.socket) -> None:
+        """The global ``internal.*`` socket options, which the connections
+        accepted on ``sock`` inherit."""
+        policy = self.policy
+        sockopts.apply(sock, policy.socket_options("internal"), policy.log.warning)
 
     def startService(self) -> None:
         """Drop privileges if asked, install signal handlers, announce."""
@@ -227,6 +236,10 @@ class DanteService(service.Service):
         for w in config.warnings:
             new_log.warning(w.headline("warning"))
         self._configure_monitors()
+        for port in self.ports:  # changed values reach connections to come
+            sock = getattr(port, "sock", None)
+            if isinstance(sock, socket.socket):
+                self._set_listening_options(sock)
         new_log.info("SIGHUP ]: config reloaded")
         return True
 

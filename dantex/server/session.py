@@ -11,6 +11,7 @@ Authentication (methods, RFC 1929, ident, SOCKS v4 refusal) is in
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ from dantex.protocol.socks5 import Reply
 from dantex.protocol.userpass import UserPassRequest
 from dantex.rules.addresses import Answers
 from dantex.rules.engine import ClientFacts, Match, NeedLookup, SocksFacts
-from dantex.server import _srchost, httpconnect
+from dantex.server import _srchost, httpconnect, sockopts
 from dantex.server._deadlines import DeadlineQueue
 from dantex.server._session_end import EMPTY, SessionEnds, State
 from dantex.server.connect import start_connect
@@ -341,6 +342,7 @@ class SocksSession(Protocol, SessionEnds):
             transport.abortConnection()  # type: ignore[attr-defined]
 
     def _client_passed(self, match: Match) -> None:
+        self._set_client_options(match.rule)
         if self._logs(match, "connect"):
             self.policy.log.info(
                 session_line(
@@ -484,7 +486,22 @@ class SocksSession(Protocol, SessionEnds):
             return
         if not self.admit_limits(match):
             return
+        self._set_client_options(match.rule)
         start_connect(self, match)
+
+    def _set_client_options(self, rule: Rule | None) -> None:
+        """A passing rule's ``internal.*`` socket options, on the client's
+        connection (the global ones it inherited from the listening socket)."""
+        if rule is None or not rule.socket_options:
+            return
+        options = sockopts.compile_options(rule.socket_options, "internal")
+        transport = self.transport
+        sock = getattr(transport, "sock", None)
+        handle = getattr(transport, "getHandle", None)
+        if sock is None and handle is not None:
+            sock = handle()
+        if isinstance(sock, socket.socket):
+            sockopts.apply(sock, options, self.policy.log.warning)
 
     def admit_limits(self, match: Match) -> bool:
         """Count this session against the passing socks-rule's limits

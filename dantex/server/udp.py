@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from dantex.protocol.address import Address
 from dantex.protocol.socks5 import Reply
 from dantex.rules.engine import Match, SocksFacts
+from dantex.server import sockopts
 from dantex.server._state import State
 from dantex.server._udprelay import UdpAssociation
 from dantex.server._udpsock import bind_in_range, udp_socket
@@ -162,6 +163,9 @@ def _open(session: SocksSession, match: Match, declared: Address) -> None:
             return
         expect_ip, expect_port = declared.host, declared.port
     sock = udp_socket(family)
+    policy = session.policy
+    options = policy.socket_options("internal", session.client_rule, match.rule)
+    sockopts.apply(sock, options, policy.log.warning)
     portrange = match.rule.udp_portrange if match.rule is not None else None
     address = ""
     try:
