@@ -89,6 +89,8 @@ class ConnectCall:
     source_ports: tuple[int, int] | None = None
     #: the socket options the connect was asked to set
     options: tuple[Compiled, ...] = ()
+    #: the source port it was asked to try first (compatibility: sameport)
+    prefer_port: int = 0
 
 
 @define
@@ -107,6 +109,7 @@ class FakeConnector:
         source_ports: tuple[int, int] | None = None,
         options: tuple[Compiled, ...] = (),
         warn: Warn | None = None,
+        prefer_port: int = 0,
     ) -> Deferred[socket.socket]:
         def cancel(d: Deferred[socket.socket]) -> None:
             call.cancelled = True
@@ -120,6 +123,7 @@ class FakeConnector:
             d,
             source_ports=source_ports,
             options=options,
+            prefer_port=prefer_port,
         )
         self.calls.append(call)
         return d

@@ -195,6 +195,8 @@ SUPPORTED: frozenset[str] = frozenset(
         "redirect to",
         "monitor",
         "timeout.tcp_fin_wait",
+        # compatibility: sameport (dantex/server/connect.py, bind.py)
+        "compatibility:sameport",
         # -- operations (ops-b): HTTP CONNECT on the SOCKS port
         # (dantex/server/httpconnect.py); timeout.shutdown and
         # metrics.internal are dantex keywords, not gated

@@ -181,8 +181,9 @@ def _listen(session: SocksSession, expected: list[str], family: int) -> None:
     target = session.target
     assert target is not None
     # Dante binds the requested port only when no peer address was given,
-    # and never a privileged one (that needs compatibility: sameport).
-    port = target.port if not expected and target.port >= 1024 else 0
+    # and a privileged one only with compatibility: sameport.
+    wanted = target.port >= 1024 or session.policy.sameport
+    port = target.port if not expected and wanted else 0
     try:
         address = listen_address(session, family, expected[0] if expected else None)
         sock = bind_listener(address, port)

@@ -232,6 +232,8 @@ def _try(
         source_ports=ports,
         options=session.external_options(),
         warn=session.policy.log.warning,
+        # compatibility: sameport -- the client's own port, if it is free
+        prefer_port=session.client.port if session.policy.sameport else 0,
     )
     if isinstance(d, Conn):  # a local target: connected already
         _established(session, d)

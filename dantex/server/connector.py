@@ -118,6 +118,19 @@ def _bind_in_range(
     raise OSError(errno.EADDRINUSE, f"no free source port in {low}-{high}")
 
 
+def _bind_port(sock: socket.socket, family: int, source: str | None, port: int) -> bool:
+    """Bind ``sock`` to ``port``; False (still unbound) when it cannot be had."""
+    host = source or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        if e.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        return False
+    return True
+
+
 def _ignore(reason: Failure) -> None:
     return None
 
@@ -160,6 +173,7 @@ class TcpConnector:
         source_ports: tuple[int, int] | None = None,
         options: tuple[Compiled, ...] = (),
         warn: Warn = _no_warning,
+        prefer_port: int = 0,
     ) -> Deferred[Conn]:
         """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
@@ -173,6 +187,7 @@ class TcpConnector:
             source_ports=source_ports,
             options=options,
             warn=warn,
+            prefer_port=prefer_port,
         )
         return succeed(result) if isinstance(result, Conn) else result
 
@@ -186,6 +201,7 @@ class TcpConnector:
         source_ports: tuple[int, int] | None = None,
         options: tuple[Compiled, ...] = (),
         warn: Warn = _no_warning,
+        prefer_port: int = 0,
     ) -> Conn | Deferred[Conn]:
         """Connect to ``sockaddr``: the descriptor itself when the kernel
         connected it at once (a local target), else a Deferred of it.
@@ -197,6 +213,8 @@ class TcpConnector:
             fails with ``TimeoutError``.
         :param options: socket options set before binding and connecting
             (:mod:`dantex.server.sockopts`); ``warn`` is told of a refused one.
+        :param prefer_port: a source port to try first (``compatibility:
+            sameport``: the client's); the kernel picks one if it is taken.
         :returns: the :class:`Conn` of a connected non-blocking socket with
             TCP_NODELAY (``.sock``), or a Deferred that fires with it or fails
             with the ``OSError`` of the connect.  Cancelling closes the socket.
@@ -215,6 +233,8 @@ class TcpConnector:
                 apply(sock, options, warn)
             if source_ports is not None:
                 _bind_in_range(sock, family, source, source_ports)
+            elif prefer_port and _bind_port(sock, family, source, prefer_port):
+                pass
             elif source is not None:
                 if family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)

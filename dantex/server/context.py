@@ -70,6 +70,8 @@ class Policy:
         self._any_sockopts = bool(config.socket_options) or any(
             r.socket_options for r in (*config.client_rules, *config.socks_rules)
         )
+        #: ``compatibility: sameport``: the client's port on the external side
+        self.sameport = "sameport" in config.compatibility
         #: ``srchost:`` DNS checks made on every client after its client-rule
         self.srchost_checks = config.srchost & _srchost.DNS_CHECKS
         #: rule_timeout()'s answers by (id of socks-rule, id of client-rule,

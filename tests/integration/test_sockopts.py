@@ -1,4 +1,5 @@
-"""Socket options on the real server's sockets, read back with ss(8).
+"""Socket options (read back with ss(8)) and compatibility: sameport on the
+real server.
 
 Linux reports a buffer set with SO_RCVBUF/SO_SNDBUF doubled (``rb``/``tb``
 of ``ss -m``), and a socket whose size was set keeps it (no autotuning).
@@ -7,7 +8,9 @@ of ``ss -m``), and a socket whose size was set keeps it (no autotuning).
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
+import threading
 
 import pytest
 from python_socks.sync import Proxy
@@ -61,3 +64,34 @@ def test_global_and_rule_socket_options_reach_both_connections(
         (target_side,) = skmem(f"( dport = :{origins.echo_port} )")
     assert (client_side["rb"], client_side["tb"]) == (32768, 49152)
     assert (target_side["rb"], target_side["tb"]) == (40960, 24576)
+
+
+def test_sameport_connects_from_the_clients_port(dantex: RunDantex) -> None:
+    """compatibility: sameport -- curl connects from a port it chose; the
+    target sees that port on dantex's external address (127.0.0.2)."""
+    server = dantex(settings="external: 127.0.0.2\ncompatibility: sameport")
+    with socket.create_server(("127.0.0.1", 0)) as target:
+        target.settimeout(10)
+        peers: list[tuple[str, int]] = []
+
+        def serve() -> None:
+            conn, peer = target.accept()
+            with conn:
+                peers.append(peer)
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with socket.socket() as probe:  # a port free on both addresses
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "20", "--local-port", str(port),
+             "--socks5", f"{server.host}:{server.port}",
+             f"http://127.0.0.1:{target.getsockname()[1]}/"],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        thread.join(15)
+    assert out.returncode == 0 and out.stdout == b"ok", out.stderr
+    assert peers == [("127.0.0.2", port)]

@@ -254,6 +254,23 @@ def test_other_requests_get_an_ephemeral_port(ip: str, port: int) -> None:
     assert bound >= 1024
 
 
+def test_sameport_binds_a_requested_privileged_port() -> None:
+    """compatibility: sameport -- DST.PORT 1000 with DST.ADDR 0.0.0.0 is bound
+    as asked (the tests run as root, which may bind it)."""
+    m = negotiated("compatibility: sameport\n" + CONF)
+    port = next(p for p in range(1000, 1020) if _free(p))  # nobody uses it here
+    assert v5_reply(m.send(v5_bind("0.0.0.0", port)))[2] == port
+
+
+def _free(port: int) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
 def test_client_leaving_while_waiting_closes_the_bind_socket() -> None:
     """EOF from the client before a peer came: the BIND socket is closed and
     the end logged as danted does ("eof from client")."""

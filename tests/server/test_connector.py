@@ -76,3 +76,27 @@ def test_a_connect_still_in_progress_waits_for_writability() -> None:
     finally:
         queued.close()
         listener.close()
+
+
+def test_a_preferred_source_port_is_used_when_free_else_any() -> None:
+    """compatibility: sameport -- the port asked for when it is free; when it
+    is taken (here by a listener on the same address) the kernel's choice."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    taken = listener.getsockname()[1]
+    seen = []
+    try:
+        for wanted in (free, taken):
+            result = connector.TcpConnector(MemoryReactorClock()).try_connect(
+                socket.AF_INET, listener.getsockname(), prefer_port=wanted
+            )
+            assert isinstance(result, Conn)
+            seen.append(result.sock.getsockname()[1])
+            result.close()
+            listener.accept()[0].close()
+    finally:
+        listener.close()
+    assert seen[0] == free
+    assert seen[1] not in (taken, 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 import pytest
 from twisted.internet import defer
@@ -306,3 +307,24 @@ def test_external_protocol_excludes_a_family() -> None:
     with pytest.raises(ConnectFailed) as info:
         choose_source(cfg, "10.0.0.1", "127.0.0.1")
     assert info.value.reply == 0x08
+
+
+SAMEPORT_CONF = """\
+internal: 127.0.0.1 port = 1080
+external: 127.0.0.1
+socksmethod: none
+client pass { from: 0/0 to: 0/0 }
+socks pass { from: 0/0 to: 0/0 }
+"""
+
+
+def test_sameport_asks_the_connector_for_the_clients_port() -> None:
+    """compatibility: sameport -- the client's port (40000 in memory) is the
+    source port to try; without it none is asked for."""
+    for head, wanted in (("compatibility: sameport\n", 40000), ("", 0)):
+        m = memory_session(head + SAMEPORT_CONF)
+        assert m.send(b"\x05\x01\x00") == b"\x05\x00"  # RFC 1928 §3
+        # RFC 1928 §4: CONNECT 10.1.2.3:80
+        m.send(b"\x05\x01\x00\x01\x0a\x01\x02\x03" + struct.pack("!H", 80))
+        (call,) = m.connector.calls
+        assert call.prefer_port == wanted
