@@ -282,6 +282,8 @@ class RuleSet:
 
         :raises NeedLookup: a DNS answer is needed first (see ``.lookup``).
         """
+        # One test per index, written out: a loop over (index, attrgetter)
+        # pairs measured 1-4 % fewer setups/s (bench/run.py, same run).
         c = self._client
         mask = self._client_fixed  # the indexes that treat every request alike
         if mask and c.clientmethods.fixed is None:
