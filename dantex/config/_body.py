@@ -604,8 +604,10 @@ def _k_sockopt(p: Parser, body: Body, kw: Token) -> None:
 
 
 def _k_log_level(p: Parser, body: Body, kw: Token) -> None:
-    body.add("log_levels", error_log_spec(p, kw))
-    p.use("log levels", kw)
+    spec = error_log_spec(p, kw)
+    body.add("log_levels", spec)
+    if spec.what != "error" or body.kind not in ("client", "socks"):
+        p.use("log levels", kw)
 
 
 def _k_extension(p: Parser, body: Body, kw: Token) -> None:

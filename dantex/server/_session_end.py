@@ -205,33 +205,50 @@ class SessionEnds:
         if verdict == "block":
             self.count_refusal("auth")
         dlog = self.policy.log
-        rule = self.socks_match or self.client_match
         level_match = (
             self.socks_match if self.socks_match is not None else self.client_match
         )
         command = self.command if self.socks_match is not None else "accept"
-        if level_match is not None and (
-            always or self._logs(level_match, "error", "disconnect")
-        ):
+        line = None
+        if level_match is not None:
             verdict = verdict or ("pass" if level_match.passed else "block")
             target = (
                 f" -> {dante_addr(self.external)} {dante_addr(self.target)}"
                 if self.socks_match is not None
                 else ""
             )
-            dlog.info(
-                session_line(
-                    verdict,
-                    level_match.number,
-                    "tcp" if command == "accept" else self._proto(),
-                    command,
-                    "]",
-                    f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
-                )
+            line = session_line(
+                verdict,
+                level_match.number,
+                "tcp" if command == "accept" else self._proto(),
+                command,
+                "]",
+                f"{self._client_text()} {dante_addr(self.server)}{target}: {why}",
             )
-        elif rule is None or always:
+            if always or self._logs(level_match, "error", "disconnect"):
+                dlog.info(line)
+        else:  # before any rule: nothing to ask
             dlog.info(f"{self._client_text()} {dante_addr(self.server)}: {why}")
+        side = "internal" if reason_side == "client" else "external"
+        self._log_again(side, why, line)
         self._close_now(logged=True, close=close)
+
+    def _again(self, side: str, error: str) -> list[str]:
+        """``<side>.log.<level>.error``: the levels at which this failure on
+        ``side`` is to be logged (again), its symbol being listed there."""
+        levels = self.policy.error_levels(
+            self.client_rule, self.socks_match.rule if self.socks_match else None
+        )
+        return levels.levels(side, error) if levels else []
+
+    def _log_again(self, side: str, error: str, line: str | None) -> None:
+        """Log ``line`` (by default the addresses and the error) at the
+        levels :meth:`_again` names."""
+        for level in self._again(side, error):
+            self.policy.log(
+                level,
+                line or f"{self._client_text()} {dante_addr(self.server)}: {error}",
+            )
 
     def count_refusal(self, reason: str) -> None:
         """Count a refused request in the metrics, when they are on."""
@@ -365,6 +382,23 @@ class SessionEnds:
         client_line = cm is not None and self._logs(cm, "disconnect")
         if socks_line or client_line:
             self._log_relay_end(relay, reason, socks_line, client_line)
+        if reason.error and reason.side in ("client", "target"):
+            side = "internal" if reason.side == "client" else "external"
+            for level in self._again(side, reason.error):
+                pair = f"{self._client_text()} {dante_addr(self.server)}"
+                target = f"{dante_addr(self.external)} {dante_addr(self.target)}"
+                number = match.number if match is not None else 0
+                self.policy.log(
+                    level,
+                    session_line(
+                        "pass",
+                        number,
+                        self._proto(),
+                        self.command,
+                        "]",
+                        f"{pair} -> {target}: {reason}",
+                    ),
+                )
         for hook in self.runtime.on_session_end:
             hook(self)
 

@@ -22,6 +22,7 @@ from dantex.config.model import Config, Rule
 from dantex.limits._table import LimitTable
 from dantex.limits.monitors import MonitorSet
 from dantex.limits.shaper import Shaper, TableMeter
+from dantex.log.levels import ErrorLevels
 from dantex.log.output import DanteLog
 from dantex.rules.engine import RuleSet
 from dantex.server import _srchost, sockopts
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from dantex.server.session import SocksSession
 
 __all__ = ["Policy", "Runtime"]
+
+
+#: no ``.error`` log levels at all
+_NO_LEVELS = ErrorLevels(())
 
 
 class Policy:
@@ -69,6 +74,11 @@ class Policy:
         self._sockopts: dict[tuple[object, ...], tuple[sockopts.Compiled, ...]] = {}
         self._any_sockopts = bool(config.socket_options) or any(
             r.socket_options for r in (*config.client_rules, *config.socks_rules)
+        )
+        #: ``<side>.log.<level>.error`` specs, global and per rule pair
+        self._error_levels: dict[tuple[int, int], ErrorLevels] = {}
+        self._any_error_levels = bool(config.log_levels) or any(
+            r.log_levels for r in (*config.client_rules, *config.socks_rules)
         )
         #: ``compatibility: sameport``: the client's port on the external side
         self.sameport = "sameport" in config.compatibility
@@ -106,6 +116,22 @@ class Policy:
             and all(e.interface is None for e in config.externals)
             else None
         )
+
+    def error_levels(
+        self, client_rule: Rule | None, socks_rule: Rule | None
+    ) -> ErrorLevels:
+        """The ``.error`` log levels in force for a session under these rules."""
+        if not self._any_error_levels:
+            return _NO_LEVELS
+        key = (id(client_rule), id(socks_rule))
+        found = self._error_levels.get(key)
+        if found is None:
+            specs = list(self.config.log_levels)
+            for rule in (client_rule, socks_rule):
+                if rule is not None:
+                    specs.extend(rule.log_levels)
+            found = self._error_levels[key] = ErrorLevels(specs)
+        return found
 
     def socket_options(
         self, side: str, *rules: Rule | None

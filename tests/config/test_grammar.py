@@ -56,6 +56,7 @@ def socks_rule(body: str) -> str:
         "internal.socket.so_rcvbuf: 0x10000",
         "external.ip.ip_tos.dscp: af41",
         "external.ip.10: 0x12",
+        "external.log.warning.error: econnrefused no-route",
     ],
 )
 def test_implemented_global_settings_parse(line: str) -> None:
@@ -80,7 +81,6 @@ def test_implemented_global_settings_parse(line: str) -> None:
         ("internal.socket.so_linger: 5", "socket options"),
         ("external.socket.so_rcvtimeo: 5", "socket options"),
         ("external.tcp.tcp_md5sig: 1", "socket options"),
-        ("external.log.warning.error: econnrefused no-route", "log levels"),
         ("internal.log.info.tcp.disabled: sack ecn", "log levels"),
         ("timeout.tcp_fin_wait: 30", "timeout.tcp_fin_wait"),
     ],

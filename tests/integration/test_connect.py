@@ -9,6 +9,7 @@ relays (splice and copy) run the byte-moving tests.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import struct
 import subprocess
@@ -361,6 +362,26 @@ def test_refused_connect_is_05(dantex: RunDantex) -> None:
     assert replies[1][:2] == b"\x05\x05"
     server.wait_for_log(
         rf"127\.0\.0\.1\.{port}: remote peer error \(Connection refused\)"
+    )
+
+
+def test_external_log_level_error_logs_curls_refused_connect_again(
+    dantex: RunDantex,
+) -> None:
+    """external.log.error.error: econnrefused -- curl to a closed port: the
+    failure is logged at info (log: error) and again at level error."""
+    server = dantex(settings="external.log.error.error: econnrefused")
+    port = closed_port()
+    out = curl("socks5", server, f"http://127.0.0.1:{port}/")
+    assert out.returncode != 0
+    again = server.wait_for_log(
+        rf"\]: error: pass\(1\): tcp/connect \]: .* 127\.0\.0\.1\.{port}: "
+        r"remote peer error \(Connection refused\)"
+    )
+    assert again is not None
+    assert re.search(
+        rf"\]: info: pass\(1\): tcp/connect \]: .* 127\.0\.0\.1\.{port}: remote",
+        server.log_text(),
     )
 
 
