@@ -109,7 +109,7 @@ def compile_options(options: Iterable[SocketOption], side: str) -> tuple[Compile
 
 
 Warn = Callable[[str], None]
-_warned: set[tuple[str, int]] = set()
+_warned: set[tuple[str, int, int]] = set()
 
 
 def apply(sock: socket.socket, options: tuple[Compiled, ...], warn: Warn) -> None:
@@ -127,7 +127,7 @@ def apply(sock: socket.socket, options: tuple[Compiled, ...], warn: Warn) -> Non
         try:
             sock.setsockopt(level, number, o.value)
         except OSError as e:
-            key = (o.name, sock.family)
+            key = (o.name, o.value, sock.family)
             if key not in _warned:
                 _warned.add(key)
                 warn(
