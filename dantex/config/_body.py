@@ -606,7 +606,7 @@ def _k_sockopt(p: Parser, body: Body, kw: Token) -> None:
 def _k_log_level(p: Parser, body: Body, kw: Token) -> None:
     spec = error_log_spec(p, kw)
     body.add("log_levels", spec)
-    if spec.what != "error" or body.kind not in ("client", "socks"):
+    if body.kind not in ("client", "socks"):
         p.use("log levels", kw)
 
 

@@ -261,8 +261,6 @@ def _s_debug(p: Parser, kw: Token) -> None:
 
 def _s_log_level(p: Parser, kw: Token) -> None:
     spec = error_log_spec(p, kw)
-    if spec.what != "error":  # tcp.disabled / tcp.enabled
-        p.use("log levels", kw)
     p.settings["log_levels"] = (*p.settings.get("log_levels", ()), spec)
 
 

@@ -1,5 +1,9 @@
 """Dante's ``internal|external.log.<level>.error: <symbols>``: failures on
-one side of a session logged again at a chosen level.
+one side of a session logged again at a chosen level; and
+``internal|external.log.<level>.tcp.disabled|tcp.enabled: <options>``: a
+session whose connection on that side did not (or did) negotiate one of the
+TCP options ``ecn sack timestamps wscale`` (its TCP_INFO, read when the
+session ends) is logged at that level.
 
 A failure is known by its text (the system's own message for an errno, as
 dantex's log lines carry it, e.g. ``remote peer error (Connection
@@ -22,7 +26,7 @@ from collections.abc import Iterable
 
 from dantex.config.model import ErrorLogSpec
 
-__all__ = ["ErrorLevels", "errno_of"]
+__all__ = ["ErrorLevels", "errno_of", "tcp_option_lines"]
 
 #: the system's message for each errno -> the errno
 _BY_TEXT = {os.strerror(n): n for n in sorted(errno.errorcode, reverse=True)}
@@ -43,18 +47,23 @@ def errno_of(text: str) -> int | None:
 
 
 class ErrorLevels:
-    """The ``.error`` specs of a configuration and its rules, by side."""
+    """The ``.error`` specs of a configuration and its rules, by side, and
+    the ``.tcp.disabled``/``.tcp.enabled`` ones (:attr:`tcp`)."""
 
     def __init__(self, specs: Iterable[ErrorLogSpec]) -> None:
         self._by_side: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        #: the TCP option specs, in file order
+        self.tcp: tuple[ErrorLogSpec, ...] = ()
         for spec in specs:
             if spec.what == "error":
                 self._by_side.setdefault(spec.side, []).append(
                     (spec.level, frozenset(spec.values))
                 )
+            else:
+                self.tcp += (spec,)
 
     def __bool__(self) -> bool:
-        return bool(self._by_side)
+        return bool(self._by_side or self.tcp)
 
     def levels(self, side: str, text: str) -> list[str]:
         """The levels at which a failure on ``side`` (``internal`` or
@@ -81,3 +90,30 @@ class ErrorLevels:
             if names & symbols or (dns and any(s.startswith("eai_") for s in symbols)):
                 out.append(level)
         return out
+
+
+def tcp_option_lines(
+    specs: Iterable[ErrorLogSpec],
+    internal: frozenset[str] | None,
+    external: frozenset[str] | None,
+) -> list[tuple[str, str]]:
+    """``(level, text)`` for each ``<side>.log.<level>.tcp.disabled|enabled``
+    spec whose options the side's connection did not (``disabled``) or did
+    (``enabled``) negotiate; ``internal``/``external``: the options each
+    connection negotiated (None: unknown, nothing said)."""
+    out = []
+    for spec in specs:
+        have = internal if spec.side == "internal" else external
+        if have is None:
+            continue
+        enabled = spec.what == "tcp.enabled"
+        hits = [o for o in spec.values if (o in have) is enabled]
+        if hits:
+            state = "negotiated" if enabled else "not negotiated"
+            out.append(
+                (
+                    spec.level,
+                    f"TCP options {state} on the {spec.side} side: " + " ".join(hits),
+                )
+            )
+    return out

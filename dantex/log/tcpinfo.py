@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 
-__all__ = ["describe", "read"]
+__all__ = ["describe", "negotiated", "read"]
 
 _LAYOUT = struct.Struct("=8B24I")
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
@@ -54,6 +54,19 @@ def read(sock: socket.socket | None) -> bytes | None:
         return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _LAYOUT.size)
     except (OSError, ValueError):
         return None
+
+
+#: ``tcpi_options`` bits (linux/tcp.h) by Dante's names for them
+_OPTION_BITS = {"timestamps": 1, "sack": 2, "wscale": 4, "ecn": 8}
+
+
+def negotiated(raw: bytes | None) -> frozenset[str] | None:
+    """The TCP options the connection negotiated (``ecn``, ``sack``,
+    ``timestamps``, ``wscale``), or None when TCP_INFO could not be had."""
+    if raw is None or len(raw) < 6:
+        return None
+    bits = raw[5]  # tcpi_options
+    return frozenset(name for name, bit in _OPTION_BITS.items() if bits & bit)
 
 
 def describe(raw: bytes | None) -> str:

@@ -18,6 +18,8 @@ from twisted.internet.interfaces import IDelayedCall, ITransport
 
 from dantex.auth._base import printable
 from dantex.log.format import client_text, dante_addr, end_counts, io_text, session_line
+from dantex.log.levels import ErrorLevels, tcp_option_lines
+from dantex.log.tcpinfo import negotiated
 from dantex.protocol import socks4, socks5
 from dantex.protocol.address import Address
 from dantex.protocol.errors import RemoteProtocolError
@@ -233,12 +235,16 @@ class SessionEnds:
         self._log_again(side, why, line)
         self._close_now(logged=True, close=close)
 
+    def _levels(self) -> ErrorLevels:
+        """``<side>.log.<level>.*`` in force for this session."""
+        return self.policy.error_levels(
+            self.client_rule, self.socks_match.rule if self.socks_match else None
+        )
+
     def _again(self, side: str, error: str) -> list[str]:
         """``<side>.log.<level>.error``: the levels at which this failure on
         ``side`` is to be logged (again), its symbol being listed there."""
-        levels = self.policy.error_levels(
-            self.client_rule, self.socks_match.rule if self.socks_match else None
-        )
+        levels = self._levels()
         return levels.levels(side, error) if levels else []
 
     def _log_again(self, side: str, error: str, line: str | None) -> None:
@@ -321,6 +327,8 @@ class SessionEnds:
         self.relay = relay
         self.state = State.RELAYING
         relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
+        if self._levels().tcp:  # <side>.log.<level>.tcp.*: read at the end
+            relay.keep_tcpinfo = True
         if self.command == "connect" and self.target is not None:
             self.monitored = self.runtime.monitors.attach(
                 self.client, self.target, self.command, relay
@@ -382,23 +390,25 @@ class SessionEnds:
         client_line = cm is not None and self._logs(cm, "disconnect")
         if socks_line or client_line:
             self._log_relay_end(relay, reason, socks_line, client_line)
+        again: list[tuple[str, str, str]] = []  # (level, mark, text)
         if reason.error and reason.side in ("client", "target"):
             side = "internal" if reason.side == "client" else "external"
-            for level in self._again(side, reason.error):
-                pair = f"{self._client_text()} {dante_addr(self.server)}"
-                target = f"{dante_addr(self.external)} {dante_addr(self.target)}"
-                number = match.number if match is not None else 0
-                self.policy.log(
-                    level,
-                    session_line(
-                        "pass",
-                        number,
-                        self._proto(),
-                        self.command,
-                        "]",
-                        f"{pair} -> {target}: {reason}",
-                    ),
-                )
+            again += [(lv, "]", str(reason)) for lv in self._again(side, reason.error)]
+        if relay.keep_tcpinfo:
+            c_info, t_info = relay.tcp_info
+            found = tcp_option_lines(
+                self._levels().tcp, negotiated(c_info), negotiated(t_info)
+            )
+            again += [(level, "-", text) for level, text in found]
+        for level, mark, text in again:
+            pair = f"{self._client_text()} {dante_addr(self.server)}"
+            target = f"{dante_addr(self.external)} {dante_addr(self.target)}"
+            number = match.number if match is not None else 0
+            line = f"{pair} -> {target}: {text}"
+            self.policy.log(
+                level,
+                session_line("pass", number, self._proto(), self.command, mark, line),
+            )
         for hook in self.runtime.on_session_end:
             hook(self)
 

@@ -64,7 +64,10 @@ class Relay:
     on_io: Callable[[bool, bytes], None] | None = None
     #: ``log: tcpinfo``: read TCP_INFO of both sockets before they close
     want_tcpinfo = False
-    #: (client, target) raw TCP_INFO, filled in when ``want_tcpinfo``
+    #: keep TCP_INFO without logging it (``<side>.log.<level>.tcp.*``)
+    keep_tcpinfo = False
+    #: (client, target) raw TCP_INFO, filled in when ``want_tcpinfo`` or
+    #: ``keep_tcpinfo``
     tcp_info: tuple[bytes | None, bytes | None] = (None, None)
     #: ``timeout.tcp_fin_wait``: seconds a half-closed session may last (0: no limit)
     fin_wait = 0.0
@@ -113,7 +116,8 @@ class Relay:
 
     def _capture_tcp_info(self, client: object, target: object) -> None:
         """Keep TCP_INFO of both sockets (once, while they are still open)."""
-        if not self.want_tcpinfo or self.tcp_info != (None, None):
+        wanted = self.want_tcpinfo or self.keep_tcpinfo
+        if not wanted or self.tcp_info != (None, None):
             return
         from dantex.log.tcpinfo import read
 

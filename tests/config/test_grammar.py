@@ -57,6 +57,7 @@ def socks_rule(body: str) -> str:
         "external.ip.ip_tos.dscp: af41",
         "external.ip.10: 0x12",
         "external.log.warning.error: econnrefused no-route",
+        "internal.log.info.tcp.disabled: sack ecn",
     ],
 )
 def test_implemented_global_settings_parse(line: str) -> None:
@@ -81,7 +82,6 @@ def test_implemented_global_settings_parse(line: str) -> None:
         ("internal.socket.so_linger: 5", "socket options"),
         ("external.socket.so_rcvtimeo: 5", "socket options"),
         ("external.tcp.tcp_md5sig: 1", "socket options"),
-        ("internal.log.info.tcp.disabled: sack ecn", "log levels"),
         ("timeout.tcp_fin_wait: 30", "timeout.tcp_fin_wait"),
     ],
 )

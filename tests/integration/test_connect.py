@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import socks  # PySocks
@@ -382,6 +383,30 @@ def test_external_log_level_error_logs_curls_refused_connect_again(
     assert re.search(
         rf"\]: info: pass\(1\): tcp/connect \]: .* 127\.0\.0\.1\.{port}: remote",
         server.log_text(),
+    )
+
+
+def test_tcp_option_log_levels_report_a_curl_session(
+    dantex: RunDantex, origins: Origins
+) -> None:
+    """internal.log.notice.tcp.enabled: sack and external.log.warning
+    .tcp.disabled: ecn -- loopback connections negotiate SACK and (with
+    net.ipv4.tcp_ecn at its default) no ECN: both lines, at their levels."""
+    ecn = Path("/proc/sys/net/ipv4/tcp_ecn").read_text().strip()
+    assert ecn != "1", "this test expects connections to negotiate no ECN"
+    server = dantex(
+        settings="internal.log.notice.tcp.enabled: sack\n"
+        "external.log.warning.tcp.disabled: ecn"
+    )
+    out = curl("socks5", server, origins.http_url())
+    assert out.returncode == 0 and out.stdout == INDEX_BODY
+    server.wait_for_log(
+        r"\]: notice: pass\(1\): tcp/connect -: .*: TCP options negotiated on "
+        r"the internal side: sack"
+    )
+    server.wait_for_log(
+        r"\]: warning: pass\(1\): tcp/connect -: .*: TCP options not "
+        r"negotiated on the external side: ecn"
     )
 
 
