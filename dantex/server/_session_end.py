@@ -327,8 +327,8 @@ class SessionEnds:
         self.relay = relay
         self.state = State.RELAYING
         relay.fin_wait = rule_timeout(self, "tcp_fin_wait")
-        if self._levels().tcp:  # <side>.log.<level>.tcp.*: read at the end
-            relay.keep_tcpinfo = True
+        if self.policy.log_levels_used and self._levels().tcp:
+            relay.keep_tcpinfo = True  # <side>.log.<level>.tcp.*: read at the end
         if self.command == "connect" and self.target is not None:
             self.monitored = self.runtime.monitors.attach(
                 self.client, self.target, self.command, relay
@@ -390,6 +390,15 @@ class SessionEnds:
         client_line = cm is not None and self._logs(cm, "disconnect")
         if socks_line or client_line:
             self._log_relay_end(relay, reason, socks_line, client_line)
+        if self.policy.log_levels_used:
+            self._log_levels_at_end(relay, reason)
+        for hook in self.runtime.on_session_end:
+            hook(self)
+
+    def _log_levels_at_end(self, relay: Relay, reason: EndReason) -> None:
+        """``<side>.log.<level>.error`` for the error that ended the relay,
+        ``.tcp.disabled|enabled`` for the options its connections have."""
+        match = self.socks_match
         again: list[tuple[str, str, str]] = []  # (level, mark, text)
         if reason.error and reason.side in ("client", "target"):
             side = "internal" if reason.side == "client" else "external"
@@ -409,8 +418,6 @@ class SessionEnds:
                 level,
                 session_line("pass", number, self._proto(), self.command, mark, line),
             )
-        for hook in self.runtime.on_session_end:
-            hook(self)
 
     def _log_relay_end(
         self, relay: Relay, reason: EndReason, socks_line: bool, client_line: bool

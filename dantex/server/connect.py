@@ -230,7 +230,7 @@ def _try(
         source=source,
         timeout=rule_timeout(session, "connect"),
         source_ports=ports,
-        options=session.external_options(),
+        options=session.external_options() if session.policy.sockopts_used else (),
         warn=session.policy.log.warning,
         # compatibility: sameport -- the client's own port, if it is free
         prefer_port=session.client.port if session.policy.sameport else 0,

@@ -70,14 +70,16 @@ class Policy:
         self.log = log
         self.generation = generation
         self.timeouts = config.timeouts
-        #: compiled socket options: global ones by side, then per rules
+        #: compiled socket options: global ones by side, then per rules;
+        #: ``sockopts_used``: whether the configuration has any
         self._sockopts: dict[tuple[object, ...], tuple[sockopts.Compiled, ...]] = {}
-        self._any_sockopts = bool(config.socket_options) or any(
+        self.sockopts_used = bool(config.socket_options) or any(
             r.socket_options for r in (*config.client_rules, *config.socks_rules)
         )
-        #: ``<side>.log.<level>.error`` specs, global and per rule pair
+        #: ``<side>.log.<level>.*`` specs, global and per rule pair;
+        #: ``log_levels_used``: whether the configuration has any
         self._error_levels: dict[tuple[int, int], ErrorLevels] = {}
-        self._any_error_levels = bool(config.log_levels) or any(
+        self.log_levels_used = bool(config.log_levels) or any(
             r.log_levels for r in (*config.client_rules, *config.socks_rules)
         )
         #: ``compatibility: sameport``: the client's port on the external side
@@ -121,7 +123,7 @@ class Policy:
         self, client_rule: Rule | None, socks_rule: Rule | None
     ) -> ErrorLevels:
         """The ``.error`` log levels in force for a session under these rules."""
-        if not self._any_error_levels:
+        if not self.log_levels_used:
             return _NO_LEVELS
         key = (id(client_rule), id(socks_rule))
         found = self._error_levels.get(key)
@@ -138,7 +140,7 @@ class Policy:
     ) -> tuple[sockopts.Compiled, ...]:
         """Socket options for ``side``: the global ones, then each rule's
         (in the order given: the most specific last, so it wins)."""
-        if not self._any_sockopts:
+        if not self.sockopts_used:
             return ()
         key = (side, *(id(r) for r in rules))
         found = self._sockopts.get(key)
