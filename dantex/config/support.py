@@ -192,6 +192,7 @@ SUPPORTED: frozenset[str] = frozenset(
         # resource control, part 2 (dantex/limits/redirect.py, monitors.py,
         # timeouts.py): redirect, monitors and alarms, FIN-WAIT limit
         "redirect from",
+        "redirect from:route",
         "redirect to",
         "monitor",
         "timeout.tcp_fin_wait",

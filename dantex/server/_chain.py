@@ -43,6 +43,7 @@ from dantex.client.errors import (
     ProxyError,
     ProxyTimeoutError,
 )
+from dantex.limits import redirect
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Command, Reply
 from dantex.server.connect import source_for
@@ -134,6 +135,23 @@ class Attempt:
         """The first parent."""
         return self.plan.hops[0]
 
+    def source(self, ip: str) -> tuple[str | None, tuple[int, int] | None]:
+        """Where to connect to the first parent (at ``ip``) from: the usual
+        external address, or the route's ``redirect from:`` address and
+        source ports.
+
+        :raises ConnectFailed: no usable address.
+        """
+        session = self.session
+        usual = source_for(session.policy, ip, session.server.host)
+        spec = self.plan.route.redirect_from
+        if spec is None:
+            return usual, None
+        try:
+            return redirect.source(spec, family_of(ip), usual)
+        except redirect.RedirectError as e:
+            raise ConnectFailed(Reply.ADDRESS_TYPE_NOT_SUPPORTED, str(e)) from None
+
     def start(self) -> Deferred[Reached]:
         """Resolve what must be resolved here, then connect."""
         clock = self.session.runtime.clock
@@ -223,7 +241,7 @@ class Attempt:
             self._connect_tls(ip)
             return
         try:
-            source = source_for(session.policy, ip, session.server.host)
+            source, ports = self.source(ip)
         except ConnectFailed as e:
             self._fail(ProxyConnectError(e, proxy=str(self.first)))
             return
@@ -231,6 +249,7 @@ class Attempt:
             family_of(ip),
             (ip, self.first.port),
             source=source,
+            source_ports=ports,
             options=session.external_options(),
             warn=session.policy.log.warning,
         )

@@ -44,7 +44,6 @@ from dantex.client.endpoints import (
 )
 from dantex.client.errors import ProxyConnectError
 from dantex.protocol.address import Address
-from dantex.server.connect import source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.lean import Conn
@@ -147,7 +146,7 @@ class _FirstParent:
         session = attempt.session
         runtime = session.runtime
         try:
-            source = source_for(session.policy, self._ip, session.server.host)
+            source, ports = attempt.source(self._ip)
         except ConnectFailed as e:
             failed: Deferred[IProtocol] = Deferred()
             failed.errback(Failure(e))
@@ -157,6 +156,7 @@ class _FirstParent:
             family,
             (self._ip, attempt.first.port),
             source=source,
+            source_ports=ports,
             options=session.external_options(),
             warn=session.policy.log.warning,
         )

@@ -105,6 +105,27 @@ def test_danted_parent_with_curl_and_python_socks(
     )
 
 
+def test_route_redirect_from_reaches_danted_from_that_address(
+    dantex: RunDantex, danted: Danted, origins: Origins
+) -> None:
+    """redirect from: in the route: danted logs dantex's connection as
+    coming from 127.0.0.2 and the port the route names."""
+    with socket.socket() as probe:  # a port free on 127.0.0.2
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    routes = route(
+        danted.host, danted.port,
+        "proxyprotocol: socks_v5", "method: none",
+        f"redirect from: 127.0.0.2/32 port = {port}",
+    )  # fmt: skip
+    server = dantex(OPEN_RULES + routes)
+    assert echo_through(server, origins) == b"ping through the chain"
+    wait_for(
+        lambda: f"127.0.0.2.{port} " in danted.log_text(),
+        "danted's log of a client at 127.0.0.2",
+    )
+
+
 def test_danted_parent_with_fixed_credentials(
     dantex: RunDantex, start_peer: StartPeer, origins: Origins
 ) -> None:

@@ -70,19 +70,6 @@ def test_redirects_that_cannot_be_served_are_config_errors(
     assert message in err
 
 
-def test_redirect_from_in_a_route_is_refused() -> None:
-    """Routes reach parents through the failover code, which has no redirect."""
-    text = (
-        "internal: 127.0.0.1 port = 1080\nsocksmethod: none\n"
-        "route { from: 0/0 to: 0/0 via: 127.0.0.1 port = 1081\n"
-        "  redirect from: 127.0.0.1/32 }\n"
-        "socks pass { from: 0/0 to: 0/0 }\n"
-    )
-    with pytest.raises(ConfigErrors) as info:
-        parse(text, "t.conf")
-    assert "'redirect from:' in routes is not supported yet" in str(info.value)
-
-
 # -- the rewrite and the source ---------------------------------------------------
 
 REQUESTED = Address(AddressType.IPV4, "10.1.2.3", 80)

@@ -138,6 +138,24 @@ def test_socks4_client_gets_a_v4_reply_through_a_v5_parent() -> None:
     assert m.relays[0].reply == b"\x00\x5a\x10\x92\xc6\x33\x64\x07"
 
 
+def test_a_routes_redirect_from_picks_where_the_parent_is_reached_from() -> None:
+    """redirect from: 127.0.0.2/32 port = 30000 in the route: the connection to
+    the parent comes from that address and port; without it, from the
+    kernel's choice (no external: here)."""
+    m = session(
+        "route { from: 0/0 to: 0/0 via: 10.0.0.1 port = 1081\n"
+        "  redirect from: 127.0.0.2/32 port = 30000\n"
+        "  proxyprotocol: socks_v5 }\n"
+    )
+    m.send(CONNECT)
+    (call,) = m.connector.calls
+    assert (call.source, call.source_ports) == ("127.0.0.2", (30000, 30000))
+    plain = session(SOCKS5_A)
+    plain.send(CONNECT)
+    (call,) = plain.connector.calls
+    assert (call.source, call.source_ports) == (None, None)
+
+
 def test_unreachable_parent_fails_over_and_is_marked_bad() -> None:
     """A refused connect to parent A: route B is tried; A is logged as
     blacklisted and skipped by the next request until badexpire."""
