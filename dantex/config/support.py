@@ -144,7 +144,7 @@ FEATURES: dict[str, Feature] = {
         "Linux has no TCP_IPA host-id option; behind a load balancer use "
         "'internal.proxyprotocol' (PROXY protocol, see README)",
     ),
-    # -- configuration keywords parsed here, behaviour still to come ----------------
+    # -- configuration keywords (those in SUPPORTED below are honoured) ------------
     "srchost:checkreplyauth": Feature(_CONFIG, "Config.srchost"),
     "compatibility:sameport": Feature(_CONFIG, "Config.compatibility"),
     "libwrap": Feature(_CONFIG, "Rule.libwrap"),

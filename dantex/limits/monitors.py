@@ -32,10 +32,10 @@ raised alarms silently, as danted does.  With ``--workers N`` every worker
 publishes its monitors' counters twice a second in a shared table
 (:mod:`dantex.limits._monshare`) and worker 0 raises the alarms over the
 sum.  Watched: CONNECT; BIND once its peer has connected (``command: bind``
-or ``bindreply``); UDP ASSOCIATE once it relays its first datagram, with
-that datagram's destination as ``to:`` (``protocol: udp``, ``command:
-udpassociate`` or ``udpreply``).  Not implemented: ``alarm.test.*``
-(refused at start-up).
+or ``bindreply``); UDP ASSOCIATE from the first of its destinations a
+monitor takes, as ``to:`` (``protocol: udp``, ``command: udpassociate`` or
+``udpreply``; each new destination is tried until one matches).  Not
+implemented: ``alarm.test.*`` (refused at start-up).
 """
 
 from __future__ import annotations
