@@ -43,10 +43,9 @@ from dantex.client.errors import (
     ProxyError,
     ProxyTimeoutError,
 )
-from dantex.limits import redirect
 from dantex.protocol.address import Address, AddressType
 from dantex.protocol.socks5 import Command, Reply
-from dantex.server.connect import source_for
+from dantex.server.connect import redirected_source, source_for
 from dantex.server.context import family_of
 from dantex.server.errors import ConnectFailed
 from dantex.server.lean import Conn
@@ -144,13 +143,7 @@ class Attempt:
         """
         session = self.session
         usual = source_for(session.policy, ip, session.server.host)
-        spec = self.plan.route.redirect_from
-        if spec is None:
-            return usual, None
-        try:
-            return redirect.source(spec, family_of(ip), usual)
-        except redirect.RedirectError as e:
-            raise ConnectFailed(Reply.ADDRESS_TYPE_NOT_SUPPORTED, str(e)) from None
+        return redirected_source(self.plan.route.redirect_from, ip, usual)
 
     def start(self) -> Deferred[Reached]:
         """Resolve what must be resolved here, then connect."""

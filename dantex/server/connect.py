@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from twisted.python.failure import Failure
 
 from dantex.config.interfaces import interface_addresses
-from dantex.config.model import Config
+from dantex.config.model import AddressSpec, Config
 from dantex.limits import redirect
 from dantex.limits.timeouts import fin_wait, pick
 from dantex.log.format import dante_addr
@@ -164,6 +164,17 @@ def _redirect_from(
     spec = redirect.spec_for(
         "from", (match.rule if match else None, session.client_rule)
     )
+    return redirected_source(spec, ip, usual)
+
+
+def redirected_source(
+    spec: AddressSpec | None, ip: str, usual: str | None
+) -> tuple[str | None, tuple[int, int] | None]:
+    """Where to connect to ``ip`` from under ``redirect from: spec`` (None:
+    from ``usual``, any port).
+
+    :raises ConnectFailed: the redirect has no address for ``ip``'s family.
+    """
     if spec is None:
         return usual, None
     try:
