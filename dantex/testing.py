@@ -19,16 +19,18 @@ from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransportWithDisconnection,
 )
+from typing_extensions import Unpack
 
 from dantex.auth.methods import Authenticator
 from dantex.config import parse
 from dantex.log.output import DanteLog
+from dantex.server.connector import ConnectOptions
 from dantex.server.context import Policy, Runtime
 from dantex.server.lean import Conn
 from dantex.server.relay import EndReason, OnEnd, Relay, TransportTarget
 from dantex.server.resolve import Resolver
 from dantex.server.session import SocksSession
-from dantex.server.sockopts import Compiled, Warn
+from dantex.server.sockopts import Compiled
 
 __all__ = [
     "FakeConnector",
@@ -100,16 +102,7 @@ class FakeConnector:
     calls: list[ConnectCall] = field(factory=list)
 
     def connect(
-        self,
-        family: int,
-        sockaddr: tuple[str, int],
-        *,
-        source: str | None = None,
-        timeout: float = 0.0,
-        source_ports: tuple[int, int] | None = None,
-        options: tuple[Compiled, ...] = (),
-        warn: Warn | None = None,
-        prefer_port: int = 0,
+        self, family: int, sockaddr: tuple[str, int], **how: Unpack[ConnectOptions]
     ) -> Deferred[socket.socket]:
         def cancel(d: Deferred[socket.socket]) -> None:
             call.cancelled = True
@@ -118,12 +111,12 @@ class FakeConnector:
         call = ConnectCall(
             family,
             sockaddr,
-            source,
-            timeout,
+            how.get("source"),
+            how.get("timeout", 0.0),
             d,
-            source_ports=source_ports,
-            options=options,
-            prefer_port=prefer_port,
+            source_ports=how.get("source_ports"),
+            options=how.get("options", ()),
+            prefer_port=how.get("prefer_port", 0),
         )
         self.calls.append(call)
         return d

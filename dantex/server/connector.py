@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from typing import TypedDict
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import (
@@ -20,11 +21,12 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.python.failure import Failure
+from typing_extensions import Unpack
 
 from dantex.server.lean import Conn
 from dantex.server.sockopts import Compiled, Warn, apply
 
-__all__ = ["IP_BIND_ADDRESS_NO_PORT", "TcpConnector"]
+__all__ = ["IP_BIND_ADDRESS_NO_PORT", "ConnectOptions", "TcpConnector"]
 
 #: linux/in.h; not exported by Python's socket module before 3.12.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -139,6 +141,18 @@ def _no_warning(text: str) -> None:
     return None
 
 
+class ConnectOptions(TypedDict, total=False):
+    """The keywords of :meth:`TcpConnector.try_connect` (which documents
+    them), for the callers that pass them on."""
+
+    source: str | None
+    timeout: float
+    source_ports: tuple[int, int] | None
+    options: tuple[Compiled, ...]
+    warn: Warn
+    prefer_port: int
+
+
 def _established(sock: socket.socket) -> bool:
     """Whether a non-blocking connect that said EINPROGRESS is done already.
 
@@ -164,31 +178,13 @@ class TcpConnector:
         self._reactor = reactor
 
     def connect(
-        self,
-        family: int,
-        sockaddr: tuple[str, int],
-        *,
-        source: str | None = None,
-        timeout: float = 0.0,
-        source_ports: tuple[int, int] | None = None,
-        options: tuple[Compiled, ...] = (),
-        warn: Warn = _no_warning,
-        prefer_port: int = 0,
+        self, family: int, sockaddr: tuple[str, int], **how: Unpack[ConnectOptions]
     ) -> Deferred[Conn]:
         """Connect to ``sockaddr``; the Deferred fires with its descriptor.
 
-        See :meth:`try_connect`, which this wraps.
+        See :meth:`try_connect`, which this wraps (same keywords).
         """
-        result = self.try_connect(
-            family,
-            sockaddr,
-            source=source,
-            timeout=timeout,
-            source_ports=source_ports,
-            options=options,
-            warn=warn,
-            prefer_port=prefer_port,
-        )
+        result = self.try_connect(family, sockaddr, **how)
         return succeed(result) if isinstance(result, Conn) else result
 
     def try_connect(
